@@ -1,0 +1,31 @@
+# `make demo` and `make test` set up .venv from scratch when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv bench eval clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m maskmargin demo --output-dir output
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_image_mask.py
+	$(PY) benchmarks/bench_mask_ops.py
+
+eval: $(STAMP)
+	$(PY) benchmarks/eval_detection.py ../shared/eval/dev
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

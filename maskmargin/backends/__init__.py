@@ -1,0 +1,1 @@
+"""Detector backends: each wraps one library behind base.Detector."""

@@ -1,0 +1,53 @@
+"""What every detector backend provides."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..detection import Detection, select
+from ..registry import ModelSpec
+
+# Called after each image with (done, total); may raise to stop the batch (ComfyUI interruption).
+Progress = Callable[[int, int], None]
+
+
+class Detector(ABC):
+    """A loaded model. `detect` takes an RGB uint8 [H, W, 3] array and returns selected detections."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @abstractmethod
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        """Every detection scoring at least `confidence` (the backend may return lower ones too)."""
+
+    def detect(self, image: np.ndarray, confidence: float, max_detections: int) -> list[Detection]:
+        return select(self.detect_all(image, confidence), confidence, max_detections)
+
+    def detect_batch(
+        self,
+        images: Sequence[np.ndarray],
+        confidence: float,
+        max_detections: int,
+        progress: Progress | None = None,
+    ) -> list[list[Detection]]:
+        """One list of detections per image; backends with real batching override this."""
+        out = []
+        for i, image in enumerate(images):
+            out.append(self.detect(image, confidence, max_detections))
+            if progress is not None:
+                progress(i + 1, len(images))
+        return out
+
+    def close(self) -> None:
+        """Release native resources (mediapipe graphs); the detector must not be used afterwards."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec.name}>"

@@ -1,0 +1,89 @@
+"""Offline extras from models bundled in mediapipe 0.10.21: hands and people (selfie segmentation).
+
+Not part of the Image Masking API (no AIR id); offered for users without YOLO files.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..detection import Detection
+from ..errors import BackendBroken
+from ..registry import ModelSpec
+from . import mediapipe_support as mps
+from .base import Detector
+
+HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
+MAX_HANDS = 20
+
+
+def build(spec: ModelSpec) -> Detector:
+    if not mps.use_solutions():
+        raise BackendBroken(
+            f"{spec.name} uses models bundled with mediapipe 0.10.21 (mp.solutions), which this mediapipe "
+            f"lacks. Use hand_yolov8n / person_yolov8n-seg instead, or install mediapipe==0.10.21 (Python <= 3.12)."
+        )
+    return HandDetector(spec) if spec.backend == "mediapipe_hands" else SelfiePersonDetector(spec)
+
+
+class HandDetector(Detector):
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._lock = threading.Lock()
+        self._graphs: dict[float, object] = {}
+
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        h, w = image.shape[:2]
+        with self._lock:
+            graph = self._graphs.get(confidence)
+            if graph is None:
+                graph = mps.solutions().hands.Hands(
+                    static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence
+                )
+                self._graphs[confidence] = graph
+            result = graph.process(np.ascontiguousarray(image))
+        out = []
+        for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
+            pts = np.array([[p.x * w, p.y * h] for p in marks.landmark])
+            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+            m = HAND_MARGIN * max(x1 - x0, y1 - y0)
+            box = (max(x0 - m, 0.0), max(y0 - m, 0.0), min(x1 + m, float(w)), min(y1 + m, float(h)))
+            cls = handed.classification[0]
+            out.append(Detection(box, float(cls.score), f"hand ({cls.label.lower()})"))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for g in self._graphs.values():
+                g.close()
+            self._graphs.clear()
+
+
+class SelfiePersonDetector(Detector):
+    """All people as one segmentation region; score = mean foreground probability inside it."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._lock = threading.Lock()
+        self._graph = mps.solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
+
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        with self._lock:
+            prob = self._graph.process(np.ascontiguousarray(image)).segmentation_mask
+        if prob is None:
+            return []
+        on = prob > 0.5
+        rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+        if len(rows) == 0:
+            return []
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        local = on[y0:y1, x0:x1]
+        score = float(prob[y0:y1, x0:x1][local].mean())
+        return [Detection((float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local,
+                          mask_box=(x0, y0, x1, y1))]
+
+    def close(self) -> None:
+        with self._lock:
+            self._graph.close()

@@ -1,0 +1,103 @@
+"""BlazeFace face detection (full and short range) through mp.solutions or the Tasks API."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..detection import Detection
+from ..registry import ModelSpec
+from . import mediapipe_support as mps
+from .base import Detector
+
+# Tasks API file names: ours first, then the names the 0.10.21 wheel uses.
+_TASK_FILES = {
+    "full": (("face_detection_full_range.tflite", "face_detection_full_range_sparse.tflite"),
+             "modules/face_detection/face_detection_full_range_sparse.tflite"),
+    "short": (("face_detection_short_range.tflite", "blaze_face_short_range.tflite"),
+              "modules/face_detection/face_detection_short_range.tflite"),
+}
+
+
+class FaceDetector(Detector):
+    """Faces as boxes; `faces()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
+
+    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), variant: str | None = None):
+        super().__init__(spec)
+        self.variant = variant or spec.option or "full"
+        self._solutions = mps.use_solutions()
+        self._graphs: dict[float, object] = {}  # one graph per confidence: the threshold is fixed at creation
+        self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+        self._model_path: Path | None = None
+        if not self._solutions:
+            names, bundled = _TASK_FILES[self.variant]
+            self._model_path = mps.model_file(names, model_folders, bundled)
+
+    @property
+    def api(self) -> str:
+        return "solutions" if self._solutions else "tasks"
+
+    def _graph(self, confidence: float):
+        graph = self._graphs.get(confidence)
+        if graph is None:
+            if len(self._graphs) >= 4:  # a user sweeping the threshold must not pile up graphs
+                _, old = self._graphs.popitem()
+                old.close()
+            graph = self._make_graph(confidence)
+            self._graphs[confidence] = graph
+        return graph
+
+    def _make_graph(self, confidence: float):
+        if self._solutions:
+            fd = mps.solutions().face_detection
+            return fd.FaceDetection(model_selection=1 if self.variant == "full" else 0,
+                                    min_detection_confidence=confidence)
+        mps.import_mediapipe()  # a clear error before the submodule import below
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(self._model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=confidence,
+        )
+        return vision.FaceDetector.create_from_options(options)
+
+    def faces(self, image: np.ndarray, confidence: float) -> list[tuple[Detection, np.ndarray]]:
+        """(detection, keypoints [6, 2] in pixels) for every face at or above `confidence`."""
+        h, w = image.shape[:2]
+        image = np.ascontiguousarray(image)
+        with self._lock:
+            graph = self._graph(float(confidence))
+            if self._solutions:
+                raw = graph.process(image).detections or []
+                return [_from_solution(d, w, h) for d in raw]
+            mp = mps.import_mediapipe()
+            result = graph.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
+            return [_from_task(d, w, h) for d in result.detections]
+
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        return [d for d, _ in self.faces(image, confidence)]
+
+    def close(self) -> None:
+        with self._lock:
+            for graph in self._graphs.values():
+                graph.close()
+            self._graphs.clear()
+
+
+def _from_solution(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
+    loc = det.location_data
+    b = loc.relative_bounding_box
+    box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
+    kps = np.array([[k.x * w, k.y * h] for k in loc.relative_keypoints], dtype=np.float32).reshape(-1, 2)
+    return Detection(box, float(det.score[0]), "face"), kps
+
+
+def _from_task(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
+    b = det.bounding_box
+    box = (float(b.origin_x), float(b.origin_y), float(b.origin_x + b.width), float(b.origin_y + b.height))
+    kps = np.array([[k.x * w, k.y * h] for k in det.keypoints], dtype=np.float32).reshape(-1, 2)
+    score = float(det.categories[0].score) if det.categories else 0.0
+    return Detection(box, score, "face"), kps

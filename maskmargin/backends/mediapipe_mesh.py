@@ -1,0 +1,142 @@
+"""Facial-feature masks from the MediaPipe face mesh, one region per face.
+
+Raw FaceMesh only finds the faces its own short-range detector finds, which misses most faces in
+group photos. So faces come from the full-range detector first; the mesh then runs on a square crop
+around each face. When the mesh still fails on a face (tiny, blurred, profile), the region is
+estimated from BlazeFace's six keypoints instead, so no face the detector found is ever dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..detection import Detection, shape_detection
+from ..landmarks import outline, shapes_for
+from ..registry import ModelSpec, find_model
+from . import mediapipe_support as mps
+from .base import Detector
+from .mediapipe_faces import FaceDetector
+
+CROP_SIZE = 256  # pixels fed to the mesh; upsamples small faces
+CROP_SCALES = (1.7, 2.5)  # crop side as a multiple of the face box's larger side, tried in order
+
+
+class MeshDetector(Detector):
+    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = ()):
+        super().__init__(spec)
+        self.shapes = shapes_for(spec.option or "face")
+        self.faces = FaceDetector(find_model("mediapipe_face_full"), model_folders)
+        self._lock = threading.Lock()
+        self._mesh = _make_mesh(model_folders)
+
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        h, w = image.shape[:2]
+        out = []
+        for face, keypoints in self.faces.faces(image, confidence):
+            points = self._landmarks(image, face)
+            if points is not None:
+                polygons = [outline(shape, points) for shape in self.shapes]
+                label = self.spec.option
+            else:
+                polygons = keypoint_estimate(self.spec.option or "face", face, keypoints)
+                label = f"{self.spec.option} (estimated)"
+            out.append(shape_detection(polygons, face.score, label, w, h))
+        return out
+
+    def _landmarks(self, image: np.ndarray, face: Detection) -> np.ndarray | None:
+        """All mesh landmarks in image pixels for this face, or None when the mesh finds none."""
+        x0, y0, x1, y1 = face.box
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for scale in CROP_SCALES:
+            side = max(x1 - x0, y1 - y0) * scale
+            left, top = cx - side / 2, cy - side / 2
+            crop = _square_crop(image, left, top, side)
+            with self._lock:
+                norm = self._mesh(crop)
+            if norm is None:
+                continue
+            points = norm * side + np.array([left, top])
+            nose = points[1]
+            if x0 <= nose[0] <= x1 and y0 <= nose[1] <= y1:  # the mesh found this face, not a neighbour
+                return points
+        return None
+
+    def close(self) -> None:
+        self.faces.close()
+
+
+def _square_crop(image: np.ndarray, left: float, top: float, side: float) -> np.ndarray:
+    """CROP_SIZE x CROP_SIZE view of image[top:top+side, left:left+side], black past the borders."""
+    pil = Image.fromarray(image)
+    # an affine crop+resize in one resampling; pixels outside the image come out black
+    scale = side / CROP_SIZE
+    out = pil.transform((CROP_SIZE, CROP_SIZE), Image.Transform.AFFINE, (scale, 0, left, 0, scale, top),
+                        resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    return np.asarray(out)
+
+
+def _make_mesh(model_folders: tuple[Path, ...]):
+    """A callable crop -> normalised landmarks [N, 2] (or None), on whichever mediapipe API exists."""
+    if mps.use_solutions():
+        graph = mps.solutions().face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.2
+        )
+
+        def run(crop: np.ndarray) -> np.ndarray | None:
+            found = graph.process(crop).multi_face_landmarks
+            if not found:
+                return None
+            return np.array([[p.x, p.y] for p in found[0].landmark], dtype=np.float64)
+
+        return run
+    mp = mps.import_mediapipe()
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    path = mps.model_file(("face_landmarker.task",), model_folders)
+    landmarker = vision.FaceLandmarker.create_from_options(
+        vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=1,
+            min_face_detection_confidence=0.2,
+        )
+    )
+
+    def run_tasks(crop: np.ndarray) -> np.ndarray | None:
+        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop)))
+        if not result.face_landmarks:
+            return None
+        return np.array([[p.x, p.y] for p in result.face_landmarks[0]], dtype=np.float64)
+
+    return run_tasks
+
+
+def _ellipse(centre: np.ndarray, rx: float, ry: float, angle: float, n: int = 24) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    local = np.stack([rx * np.cos(t), ry * np.sin(t)], axis=1)
+    c, s = np.cos(angle), np.sin(angle)
+    return local @ np.array([[c, s], [-s, c]]) + centre
+
+
+def keypoint_estimate(option: str, face: Detection, kps: np.ndarray) -> list[np.ndarray]:
+    """Feature shapes estimated from BlazeFace keypoints (eyes, nose tip, mouth, ears), turned with the eye line."""
+    x0, y0, x1, y1 = face.box
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    if len(kps) < 4:
+        return [_ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, 0.0)]
+    eye_a, eye_b, nose, mouth = kps[0], kps[1], kps[2], kps[3]
+    d = eye_b - eye_a
+    e = max(float(np.hypot(*d)), 1.0)
+    angle = float(np.arctan2(d[1], d[0]))
+    parts = {
+        "face": [_ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, angle)],
+        "eyes": [_ellipse(eye_a, 0.32 * e, 0.2 * e, angle), _ellipse(eye_b, 0.32 * e, 0.2 * e, angle)],
+        "eyes_band": [_ellipse((eye_a + eye_b) / 2, 0.85 * e, 0.22 * e, angle)],
+        "lips": [_ellipse(mouth, 0.45 * e, 0.22 * e, angle)],
+        "nose": [_ellipse(0.6 * nose + 0.4 * (eye_a + eye_b) / 2, 0.25 * e, 0.4 * e, angle)],
+    }
+    return [poly for part in option.split("+") for poly in parts[part]]

@@ -1,0 +1,73 @@
+"""Importing mediapipe and choosing between its two APIs.
+
+mediapipe 0.10.21 (Python <= 3.12) ships `mp.solutions` with the models inside the wheel;
+from 0.10.30 (and on Python 3.13) only the Tasks API exists and model files are separate.
+`MASKMARGIN_MEDIAPIPE_API=tasks` forces the Tasks API (useful to test it on 0.10.21).
+A broken install raises BackendBroken: it must never look like "nothing detected".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import BackendBroken, ModelNotAvailable
+
+INSTALL_HINT = (
+    "Install it into ComfyUI's Python: `python -m pip install mediapipe==0.10.21` on Python <= 3.12 "
+    "(it needs numpy<2 and protobuf<5), or `mediapipe>=0.10.30` on Python 3.13 with the model files "
+    "in models/mediapipe/."
+)
+
+
+def import_mediapipe() -> ModuleType:
+    try:
+        import mediapipe as mp
+    except Exception as exc:  # ImportError, or a binary/protobuf mismatch raising anything
+        raise BackendBroken(f"mediapipe cannot be imported ({type(exc).__name__}: {exc}). {INSTALL_HINT}") from exc
+    return mp
+
+
+def use_solutions() -> bool:
+    """True when the legacy `mp.solutions` API (bundled models) is present and not overridden."""
+    if os.environ.get("MASKMARGIN_MEDIAPIPE_API", "").lower() == "tasks":
+        return False
+    mp = import_mediapipe()
+    try:
+        return hasattr(mp, "solutions") and hasattr(mp.solutions, "face_detection")
+    except Exception:  # accessing mp.solutions can fail on half-installed wheels
+        return False
+
+
+def solutions() -> ModuleType:
+    mp = import_mediapipe()
+    try:
+        return mp.solutions
+    except Exception as exc:
+        raise BackendBroken(f"mediapipe.solutions is unusable ({exc}). {INSTALL_HINT}") from exc
+
+
+def bundled_file(relative: str) -> Path | None:
+    """A model file inside the installed mediapipe wheel (0.10.21 ships several), if present."""
+    mp = import_mediapipe()
+    path = Path(mp.__file__).parent / relative
+    return path if path.is_file() else None
+
+
+def model_file(names: tuple[str, ...], folders: tuple[Path, ...], bundled: str | None = None) -> Path:
+    """The first of `names` found in `folders`, else the wheel's bundled copy; a clear error otherwise."""
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    if bundled:
+        found = bundled_file(bundled)
+        if found is not None:
+            return found
+    where = folders[0] if folders else Path("models/mediapipe")
+    raise ModelNotAvailable(
+        f"the mediapipe Tasks API needs the model file {names[0]} in {where} "
+        f"(mediapipe 0.10.21 ships it inside its wheel; newer versions do not)",
+        parameter="model",
+    )

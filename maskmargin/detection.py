@@ -1,0 +1,119 @@
+"""Detections: what every backend returns and every consumer (masks, crop, API) reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object in full-image pixel coordinates.
+
+    `box` is (x_min, y_min, x_max, y_max) in pixels, x_max/y_max exclusive edges (a box covering
+    pixel columns 10..19 is x_min=10, x_max=20). `mask`, when present, is the object's own shape as
+    a bool array covering the integer rectangle `mask_box` of the image (kept local so that many
+    detections on a large image stay small); None means the shape is the box itself.
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    mask_box: tuple[int, int, int, int] | None = None
+
+    def pixel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The box as whole pixels clipped to the image: pixels whose centres lie inside the box."""
+        x0, y0, x1, y1 = self.box
+        return (
+            min(max(int(np.floor(x0 + 0.5)), 0), width),
+            min(max(int(np.floor(y0 + 0.5)), 0), height),
+            min(max(int(np.floor(x1 + 0.5)), 0), width),
+            min(max(int(np.floor(y1 + 0.5)), 0), height),
+        )
+
+    def region(self, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """(rect, bool array) of this detection's shape, clipped to the image; rect = (x0, y0, x1, y1)."""
+        if self.mask is None or self.mask_box is None:
+            x0, y0, x1, y1 = self.pixel_box(width, height)
+            return (x0, y0, x1, y1), np.ones((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=bool)
+        mx0, my0, mx1, my1 = self.mask_box
+        cx0, cy0 = max(mx0, 0), max(my0, 0)
+        cx1, cy1 = min(mx1, width), min(my1, height)
+        local = self.mask[cy0 - my0 : max(cy1 - my0, cy0 - my0), cx0 - mx0 : max(cx1 - mx0, cx0 - mx0)]
+        return (cx0, cy0, max(cx1, cx0), max(cy1, cy0)), local
+
+    def full_mask(self, width: int, height: int) -> np.ndarray:
+        """This detection's shape as a bool [height, width] array."""
+        out = np.zeros((height, width), dtype=bool)
+        (x0, y0, x1, y1), local = self.region(width, height)
+        out[y0:y1, x0:x1] = local
+        return out
+
+    def to_api(self) -> dict[str, int]:
+        """The API's detection object: integer pixel box."""
+        x0, y0, x1, y1 = self.box
+        return {"x_min": int(round(x0)), "y_min": int(round(y0)), "x_max": int(round(x1)), "y_max": int(round(y1))}
+
+    def scaled(self, sx: float, sy: float) -> "Detection":
+        """The same detection with its box scaled (mask dropped: callers rebuild it at the new size)."""
+        x0, y0, x1, y1 = self.box
+        return Detection((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.score, self.label)
+
+
+@dataclass(frozen=True)
+class ImageDetections:
+    """All detections on one image, with that image's size: the DETECTIONS value holds one per image."""
+
+    width: int
+    height: int
+    detections: tuple[Detection, ...]
+    model: str = ""
+
+    def to_api(self) -> list[dict[str, int]]:
+        return [d.to_api() for d in self.detections]
+
+
+def select(detections: list[Detection], confidence: float, max_detections: int) -> list[Detection]:
+    """Detections scoring at least `confidence`, highest first, at most `max_detections` of them."""
+    kept = [d for d in detections if d.score >= confidence]
+    kept.sort(key=lambda d: d.score, reverse=True)
+    return kept[:max_detections]
+
+
+def fill_polygons(polygons: list[np.ndarray]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Fill polygons ([K, 2] x, y in pixels) into one shape; returns (rect, local bool mask).
+
+    A pixel is inside when its centre (i + 0.5) is; the rect may extend past the image (the
+    Detection clips it).
+    """
+    from PIL import Image, ImageDraw
+
+    allpts = np.concatenate(polygons)
+    x0 = int(np.floor(allpts[:, 0].min()))
+    y0 = int(np.floor(allpts[:, 1].min()))
+    x1 = int(np.ceil(allpts[:, 0].max())) + 1
+    y1 = int(np.ceil(allpts[:, 1].max())) + 1
+    canvas = Image.new("1", (max(x1 - x0, 1), max(y1 - y0, 1)), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        draw.polygon([(float(x) - x0 - 0.5, float(y) - y0 - 0.5) for x, y in poly], fill=1, outline=1)
+    return (x0, y0, x1, y1), np.asarray(canvas, dtype=bool)
+
+
+def shape_detection(polygons: list[np.ndarray], score: float, label: str, width: int, height: int) -> Detection:
+    """A detection whose shape is the union of `polygons` inside the image; its box is the shape's tight bounds."""
+    (x0, y0, x1, y1), local = fill_polygons(polygons)
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    local = local[cy0 - y0 : max(cy1 - y0, cy0 - y0), cx0 - x0 : max(cx1 - x0, cx0 - x0)]
+    x0, y0 = cx0, cy0
+    rows = np.flatnonzero(local.any(axis=1))
+    cols = np.flatnonzero(local.any(axis=0))
+    if len(rows) == 0:
+        c = np.concatenate(polygons).mean(axis=0)
+        return Detection((float(c[0]), float(c[1]), float(c[0]), float(c[1])), score, label)
+    local = local[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    bx0, by0 = x0 + int(cols[0]), y0 + int(rows[0])
+    box = (float(bx0), float(by0), float(bx0 + local.shape[1]), float(by0 + local.shape[0]))
+    return Detection(box, score, label, mask=local, mask_box=(bx0, by0, bx0 + local.shape[1], by0 + local.shape[0]))

@@ -1,0 +1,123 @@
+"""Find and load detectors by name, AIR id or file path; loaded detectors are cached and reused."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends.base import Detector
+from .errors import InvalidParameter, ModelNotAvailable
+from .registry import MODELS, ModelSpec, find_model, spec_for_file
+
+
+def default_models_root() -> Path:
+    """`MASKMARGIN_MODELS_DIR` or ./models: the CLI's and service's stand-in for ComfyUI's models folder."""
+    return Path(os.environ.get("MASKMARGIN_MODELS_DIR", "models")).expanduser()
+
+
+@dataclass(frozen=True)
+class ModelDirs:
+    """Where model files are looked for (ComfyUI passes its own folders)."""
+
+    bbox: tuple[Path, ...] = field(default_factory=lambda: (default_models_root() / "ultralytics" / "bbox",))
+    segm: tuple[Path, ...] = field(default_factory=lambda: (default_models_root() / "ultralytics" / "segm",))
+    mediapipe: tuple[Path, ...] = field(default_factory=lambda: (default_models_root() / "mediapipe",))
+
+    def yolo_dirs(self, spec: ModelSpec) -> tuple[Path, ...]:
+        return self.segm if spec.subfolder == "segm" else self.bbox
+
+    def user_yolo_files(self) -> list[Path]:
+        """Every `.pt` in the bbox and segm folders (Impact-Subpack users already fill them)."""
+        found = []
+        for folder in (*self.bbox, *self.segm):
+            if folder.is_dir():
+                found += sorted(p for p in folder.iterdir() if p.suffix == ".pt" and p.is_file())
+        return found
+
+
+def resolve(model: str, dirs: ModelDirs | None = None) -> tuple[ModelSpec, Path | None]:
+    """(spec, weights file or None) for a model name, AIR id or `.pt` path; errors say what to do."""
+    dirs = dirs or ModelDirs()
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidParameter("model must be a model name, AIR id or .pt file path", parameter="model")
+    spec = find_model(model)
+    if spec is None and model.strip().lower().endswith(".pt"):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            for folder in (*dirs.bbox, *dirs.segm):
+                if (folder / model).is_file():
+                    path = folder / model
+                    break
+            else:
+                raise ModelNotAvailable(f"model file not found: {model}", parameter="model")
+        return spec_for_file(path), path
+    if spec is None:
+        names = ", ".join(m.name for m in MODELS)
+        raise InvalidParameter(f"unknown model {model!r}; use one of: {names} (or an AIR id runware:35@1..15)",
+                               parameter="model")
+    if not spec.needs_file:
+        return spec, None
+    for folder in dirs.yolo_dirs(spec):
+        candidate = folder / spec.file_name
+        if candidate.is_file():
+            return spec, candidate
+    raise ModelNotAvailable(missing_file_message(spec, dirs), parameter="model")
+
+
+def missing_file_message(spec: ModelSpec, dirs: ModelDirs) -> str:
+    where = dirs.yolo_dirs(spec)[0]
+    return (
+        f"{spec.name} needs the weights file {spec.file_name}, which is not in {where}. "
+        f"Download it from {spec.download_url} and put it in that folder, "
+        f"or run: python -m maskmargin download {spec.name} --models-dir <your models folder>"
+    )
+
+
+_cache: dict[tuple, Detector] = {}
+_cache_lock = threading.Lock()
+
+
+def load_detector(model: str, dirs: ModelDirs | None = None, device: str | None = None) -> Detector:
+    """A ready detector, loaded once per (model, file version, device) and reused."""
+    spec, path = resolve(model, dirs)
+    stamp = (path.resolve(), path.stat().st_mtime_ns, path.stat().st_size) if path else None
+    key = (spec.name, stamp, device, _mediapipe_dirs_key(dirs))
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is None:
+            found = _build(spec, path, dirs or ModelDirs(), device)
+            _cache[key] = found
+        return found
+
+
+def _mediapipe_dirs_key(dirs: ModelDirs | None) -> tuple:
+    return tuple(dirs.mediapipe) if dirs else ()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        for det in _cache.values():
+            det.close()
+        _cache.clear()
+
+
+def _build(spec: ModelSpec, path: Path | None, dirs: ModelDirs, device: str | None) -> Detector:
+    if spec.backend == "yolo":
+        from .backends.yolo import YoloDetector
+
+        return YoloDetector(spec, path, device=device)
+    if spec.backend == "mediapipe_face":
+        from .backends.mediapipe_faces import FaceDetector
+
+        return FaceDetector(spec, dirs.mediapipe)
+    if spec.backend == "mediapipe_mesh":
+        from .backends.mediapipe_mesh import MeshDetector
+
+        return MeshDetector(spec, dirs.mediapipe)
+    if spec.backend in ("mediapipe_hands", "mediapipe_selfie"):
+        from .backends import mediapipe_extras
+
+        return mediapipe_extras.build(spec)
+    raise ModelNotAvailable(f"no backend for {spec.name}")

@@ -1,0 +1,134 @@
+"""Padding and blur semantics, asserted pixel by pixel."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from maskmargin.detection import Detection, ImageDetections
+from maskmargin.masks import build_mask, build_masks, distance_within, refine_mask
+
+W, H = 64, 48
+BOX = (20.0, 15.0, 30.0, 25.0)  # covers columns 20..29, rows 15..24
+
+
+def box_mask(padding: int, blur: int, boxes=(BOX,)) -> np.ndarray:
+    found = ImageDetections(W, H, tuple(Detection(b, 0.9, "face") for b in boxes))
+    return build_mask(found, padding, blur).numpy()
+
+
+def dist_to_box(y: int, x: int, box=BOX) -> float:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    dx = max(x0 - x, 0, x - (x1 - 1))
+    dy = max(y0 - y, 0, y - (y1 - 1))
+    return math.hypot(dx, dy)
+
+
+def test_no_padding_no_blur_is_exactly_the_box():
+    m = box_mask(0, 0)
+    expected = np.zeros((H, W), np.float32)
+    expected[15:25, 20:30] = 1
+    assert np.array_equal(m, expected)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_positive_padding_is_exact_euclidean_growth(k):
+    m = box_mask(k, 0)
+    for y in range(H):
+        for x in range(W):
+            assert m[y, x] == (1.0 if dist_to_box(y, x) <= k else 0.0), (y, x)
+    # spot checks: straight out k pixels is in, k+1 is out, corners are rounded
+    assert m[15, 20 - k] == 1 and m[15, 20 - k - 1] == 0
+    assert m[14 - k + 1, 29] == 1 and m[15 - k - 1, 29] == 0
+    assert m[15 - k, 20 - k] == (1.0 if k * math.sqrt(2) <= k else 0.0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_negative_padding_shrinks_each_detection(k):
+    m = box_mask(-k, 0)
+    expected = np.zeros((H, W), np.float32)
+    expected[15 + k : 25 - k, 20 + k : 30 - k] = 1
+    assert np.array_equal(m, expected)
+
+
+def test_negative_padding_is_per_detection_so_touching_boxes_stay_apart():
+    left, right = (10.0, 10.0, 20.0, 20.0), (20.0, 10.0, 30.0, 20.0)
+    m = box_mask(-2, 0, boxes=(left, right))
+    assert m[15, 17] == 1 and m[15, 22] == 1
+    assert m[15, 18:22].sum() == 0  # the seam between the two boxes is eroded from both sides
+
+
+def test_image_border_does_not_erode():
+    m = box_mask(-2, 0, boxes=((0.0, 0.0, 10.0, 10.0),))
+    expected = np.zeros((H, W), np.float32)
+    expected[0:8, 0:8] = 1
+    assert np.array_equal(m, expected)
+
+
+@pytest.mark.parametrize("padding,blur", [(0, 4), (3, 5), (-2, 3)])
+def test_blur_band_is_outside_the_padded_mask(padding, blur):
+    m = box_mask(padding, blur)
+    core = box_mask(padding, 0)
+    assert np.all(m[core == 1] == 1.0), "inside the padded mask stays fully on"
+    padded = torch.from_numpy(core > 0.5)
+    d = distance_within(padded, blur + 2).numpy()
+    band = (d > 0) & (d <= blur)
+    assert np.all((m[band] > 0) & (m[band] < 1))
+    assert np.allclose(m[band], 1 - d[band] / (blur + 1))
+    assert np.all(m[d > blur] == 0), "nothing beyond the band"
+    # monotone fall along a row leaving the mask to the left
+    row = 20
+    edge = int(np.flatnonzero(core[row])[0])
+    profile = m[row, max(edge - blur - 2, 0) : edge + 1]
+    assert np.all(np.diff(profile) >= 0) and profile[-1] == 1 and profile[0] == 0
+
+
+def test_distance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    mask = rng.random((30, 40)) > 0.97
+    d = distance_within(torch.from_numpy(mask), 6).numpy()
+    ys, xs = np.nonzero(mask)
+    for y in range(30):
+        for x in range(40):
+            true = np.min(np.hypot(ys - y, xs - x))
+            if true <= 6:
+                assert d[y, x] == pytest.approx(true, abs=1e-5)
+            else:
+                assert d[y, x] > 6
+
+
+def test_segmentation_shape_is_used_not_its_box():
+    shape = np.zeros((10, 10), bool)
+    shape[2:8, 4:6] = True
+    det = Detection((20.0, 15.0, 30.0, 25.0), 0.9, "person", mask=shape, mask_box=(20, 15, 30, 25))
+    m = build_mask(ImageDetections(W, H, (det,)), 0, 0).numpy()
+    assert m.sum() == shape.sum() and np.all(m[17:23, 24:26] == 1)
+
+
+def test_detection_partly_outside_the_image_is_clipped():
+    m = box_mask(0, 0, boxes=((-5.0, -5.0, 4.0, 3.0),))
+    assert m[:3, :4].sum() == 12 and m.sum() == 12
+
+
+def test_no_detections_gives_zero_mask_and_batch_shape():
+    empty = ImageDetections(W, H, ())
+    one = ImageDetections(W, H, (Detection(BOX, 0.5, "face"),))
+    batch = build_masks([empty, one, empty], 4, 4)
+    assert batch.shape == (3, H, W) and batch.dtype == torch.float32
+    assert batch[0].sum() == 0 and batch[2].sum() == 0 and batch[1].max() == 1
+
+
+def test_batch_of_different_sizes_is_refused():
+    with pytest.raises(ValueError, match="share a size"):
+        build_masks([ImageDetections(10, 10, ()), ImageDetections(12, 10, ())], 0, 0)
+
+
+def test_refine_mask_on_a_whole_mask_and_input_untouched():
+    mask = torch.zeros(H, W)
+    mask[10:20, 10:20] = 1
+    before = mask.clone()
+    out = refine_mask(mask, 2, 2)
+    assert torch.equal(mask, before)
+    assert out[10:20, 10:20].min() == 1 and out[8, 15] == 1
+    assert out[7, 15] == pytest.approx(2 / 3) and out[6, 15] == pytest.approx(1 / 3) and out[5, 15] == 0
