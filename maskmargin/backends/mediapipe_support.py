@@ -22,6 +22,9 @@ INSTALL_HINT = (
 
 
 def import_mediapipe() -> ModuleType:
+    # mediapipe's C++ logging floods stderr with INFO/WARNING lines on every graph; keep errors only
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import mediapipe as mp
     except Exception as exc:  # ImportError, or a binary/protobuf mismatch raising anything

@@ -1,0 +1,102 @@
+"""Image conversions between ComfyUI-style tensors, numpy arrays, files and encoded bytes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidParameter
+
+MASK_FORMATS = {"PNG": "PNG", "JPG": "JPEG", "WEBP": "WEBP"}
+MIME = {"PNG": "image/png", "JPG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def check_image_batch(images: torch.Tensor) -> torch.Tensor:
+    """Validate an IMAGE batch [B, H, W, C] (C = 1, 2, 3 or 4); a single [H, W, C] image becomes a batch."""
+    if not isinstance(images, torch.Tensor):
+        raise InvalidParameter(f"image must be a tensor, got {type(images).__name__}", parameter="image")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[-1] not in (1, 2, 3, 4):
+        raise InvalidParameter(
+            f"image must be [batch, height, width, channels] with 1-4 channels, got shape {tuple(images.shape)}",
+            parameter="image",
+        )
+    if images.shape[0] == 0:
+        raise InvalidParameter("the image batch is empty: connect at least one image", parameter="image")
+    if images.shape[1] < 2 or images.shape[2] < 2:
+        raise InvalidParameter(f"image is too small to search: {tuple(images.shape[1:3])}", parameter="image")
+    return images
+
+
+def rgb_tensor(images: torch.Tensor) -> torch.Tensor:
+    """[B, H, W, 3] view/copy of a batch: grayscale is repeated, alpha is dropped. Never writes to the input."""
+    c = images.shape[-1]
+    if c in (1, 2):
+        return images[..., :1].expand(*images.shape[:-1], 3)
+    return images[..., :3]
+
+
+def to_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
+    """One contiguous RGB uint8 [H, W, 3] numpy array per image of an IMAGE batch (values clamped to 0..1)."""
+    images = check_image_batch(images)
+    u8 = (rgb_tensor(images).float().clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
+    return [np.ascontiguousarray(a) for a in u8]
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """RGB uint8 array, upright per EXIF (as ComfyUI's Load Image does); alpha is dropped, gray repeated."""
+    img = ImageOps.exif_transpose(img)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+
+
+def decode_image_bytes(data: bytes, parameter: str = "inputImage") -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("PNG", "JPEG", "WEBP", "MPO"):
+                raise InvalidParameter(f"unsupported image format {img.format}; use PNG, JPG or WEBP",
+                                       parameter=parameter)
+            img.load()
+            return pil_to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidParameter(f"{parameter} is not a readable PNG, JPG or WEBP image ({exc})",
+                               parameter=parameter) from exc
+
+
+def decode_data_uri_or_base64(text: str, parameter: str = "inputImage") -> bytes:
+    payload = text
+    if text.startswith("data:"):
+        head, sep, payload = text.partition(",")
+        if not sep or ";base64" not in head:
+            raise InvalidParameter(f"{parameter} data URI must be base64 encoded", parameter=parameter)
+    try:
+        return base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidParameter(f"{parameter} is not valid base64 ({exc})", parameter=parameter) from exc
+
+
+def load_image_file(path: str | Path) -> np.ndarray:
+    return decode_image_bytes(Path(path).read_bytes())
+
+
+def encode_mask(mask: np.ndarray | torch.Tensor, fmt: str = "PNG") -> bytes:
+    """Encode a [H, W] float mask (0..1) as an 8-bit grayscale image in PNG, JPG or WEBP."""
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().float().cpu().numpy()
+    u8 = np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    options = {"quality": 95} if fmt in ("JPG", "WEBP") else {"optimize": False}
+    if fmt == "WEBP":
+        options["lossless"] = True
+    Image.fromarray(u8, mode="L").save(buf, format=MASK_FORMATS[fmt], **options)
+    return buf.getvalue()
+
+
+def to_data_uri(data: bytes, fmt: str) -> str:
+    return f"data:{MIME[fmt]};base64,{base64.b64encode(data).decode('ascii')}"

@@ -1,0 +1,110 @@
+"""The Image Mask operation: detect on a batch, build masks, previews and the API's JSON.
+
+Called by the ComfyUI node, the command line and the service alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .backends.base import Detector, Progress
+from .detection import ImageDetections
+from .errors import InvalidParameter
+from .images import check_image_batch, rgb_tensor, to_uint8_rgb
+from .masks import build_masks
+from .preview import draw_preview
+
+MAX_DETECTIONS = 20
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """The API's detection and mask parameters, validated on creation (never silently clamped)."""
+
+    confidence: float = 0.25
+    max_detections: int = 6
+    mask_padding: int = 4
+    mask_blur: int = 4
+
+    def __post_init__(self) -> None:
+        check_settings(self.confidence, self.max_detections, self.mask_padding, self.mask_blur)
+
+
+PARAM_NAMES = ("confidence", "maxDetections", "maskPadding", "maskBlur")
+MAX_PADDING = 1024  # beyond this a padding is a mistake, not a wish (and costs O(k) passes)
+
+
+def check_settings(confidence: float, max_detections: int, padding: int, blur: int,
+                   names: tuple[str, str, str, str] = PARAM_NAMES) -> None:
+    def is_int(v: object) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0:
+        raise InvalidParameter(f"{names[0]} must be a number from 0 to 1, got {confidence!r}", parameter=names[0])
+    if not is_int(max_detections) or not 1 <= max_detections <= MAX_DETECTIONS:
+        raise InvalidParameter(f"{names[1]} must be an integer from 1 to {MAX_DETECTIONS}, got {max_detections!r}",
+                               parameter=names[1])
+    if not is_int(padding) or abs(padding) > MAX_PADDING:
+        raise InvalidParameter(f"{names[2]} must be an integer from -{MAX_PADDING} to {MAX_PADDING}, "
+                               f"got {padding!r}", parameter=names[2])
+    if not is_int(blur) or not 0 <= blur <= MAX_PADDING:
+        raise InvalidParameter(f"{names[3]} must be an integer from 0 to {MAX_PADDING}, got {blur!r}",
+                               parameter=names[3])
+
+
+def detect_arrays(
+    detector: Detector,
+    images: list[np.ndarray],
+    settings: MaskSettings,
+    progress: Progress | None = None,
+) -> list[ImageDetections]:
+    """Detections for RGB uint8 images, each with its image's size."""
+    per_image = detector.detect_batch(images, settings.confidence, settings.max_detections, progress)
+    return [
+        ImageDetections(img.shape[1], img.shape[0], tuple(dets), detector.name)
+        for img, dets in zip(images, per_image)
+    ]
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    masks: torch.Tensor  # [B, H, W] float32
+    detections: list[ImageDetections]
+    preview: torch.Tensor | None  # [B, H, W, 3] float32, when asked for
+
+    def to_api(self) -> list[list[dict[str, int]]]:
+        return [f.to_api() for f in self.detections]
+
+
+def image_mask(
+    detector: Detector,
+    images: torch.Tensor,
+    settings: MaskSettings,
+    *,
+    device: torch.device | str | None = None,
+    progress: Progress | None = None,
+    with_preview: bool = True,
+) -> MaskResult:
+    """Masks (and previews) for an IMAGE batch [B, H, W, C]; the input tensor is never modified."""
+    images = check_image_batch(images)
+    device = device if device is not None else images.device
+    found = detect_arrays(detector, to_uint8_rgb(images), settings, progress)
+    masks = build_masks(found, settings.mask_padding, settings.mask_blur, device)
+    preview = draw_preview(rgb_tensor(images).to(device), masks, found) if with_preview else None
+    return MaskResult(masks, found, preview)
+
+
+def stop_check(check: Callable[[], None] | None, update: Callable[[int, int], None] | None = None) -> Progress:
+    """A Progress callback that first honours interruption (`check` raises), then reports."""
+
+    def progress(done: int, total: int) -> None:
+        if check is not None:
+            check()
+        if update is not None:
+            update(done, total)
+
+    return progress
