@@ -85,21 +85,39 @@ def select(detections: list[Detection], confidence: float, max_detections: int) 
 def fill_polygons(polygons: list[np.ndarray]) -> tuple[tuple[int, int, int, int], np.ndarray]:
     """Fill polygons ([K, 2] x, y in pixels) into one shape; returns (rect, local bool mask).
 
-    A pixel is inside when its centre (i + 0.5) is; the rect may extend past the image (the
-    Detection clips it).
+    Exact: a pixel is inside when its centre (i + 0.5, j + 0.5) is inside a polygon (scanline with
+    the even-odd rule), so a shape that contains another always contains its pixels. The rect may
+    extend past the image (callers clip it).
     """
-    from PIL import Image, ImageDraw
-
     allpts = np.concatenate(polygons)
     x0 = int(np.floor(allpts[:, 0].min()))
     y0 = int(np.floor(allpts[:, 1].min()))
     x1 = int(np.ceil(allpts[:, 0].max())) + 1
     y1 = int(np.ceil(allpts[:, 1].max())) + 1
-    canvas = Image.new("1", (max(x1 - x0, 1), max(y1 - y0, 1)), 0)
-    draw = ImageDraw.Draw(canvas)
+    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    centres = np.arange(y0, y1) + 0.5
     for poly in polygons:
-        draw.polygon([(float(x) - x0 - 0.5, float(y) - y0 - 0.5) for x, y in poly], fill=1, outline=1)
-    return (x0, y0, x1, y1), np.asarray(canvas, dtype=bool)
+        out |= _scanline_fill(np.asarray(poly, dtype=np.float64), centres, x0, x1 - x0)
+    return (x0, y0, x1, y1), out
+
+
+def _scanline_fill(poly: np.ndarray, yc: np.ndarray, x0: int, width: int) -> np.ndarray:
+    a, b = poly, np.roll(poly, -1, axis=0)
+    lo, hi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    crosses = (yc[:, None] >= lo[None]) & (yc[:, None] < hi[None])  # [rows, edges], half-open: no double count
+    dy = np.where(b[:, 1] == a[:, 1], 1.0, b[:, 1] - a[:, 1])
+    xs = a[None, :, 0] + (yc[:, None] - a[None, :, 1]) * ((b[:, 0] - a[:, 0]) / dy)[None]
+    xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
+    # columns whose centre j + 0.5 lies in [xs[2k], xs[2k+1]): j from ceil(x - 0.5)
+    cols = np.clip(np.ceil(xs - 0.5) - x0, 0, width)
+    starts, ends = cols[:, 0::2], cols[:, 1::2]
+    n = min(starts.shape[1], ends.shape[1])
+    marks = np.zeros((len(yc), width + 1), dtype=np.int32)
+    rows = np.repeat(np.arange(len(yc)), n)
+    valid = np.isfinite(xs[:, 0::2][:, :n]).ravel() & np.isfinite(xs[:, 1::2][:, :n]).ravel()
+    np.add.at(marks, (rows[valid], starts[:, :n].ravel()[valid].astype(int)), 1)
+    np.add.at(marks, (rows[valid], ends[:, :n].ravel()[valid].astype(int)), -1)
+    return np.cumsum(marks, axis=1)[:, :width] > 0
 
 
 def shape_detection(polygons: list[np.ndarray], score: float, label: str, width: int, height: int) -> Detection:

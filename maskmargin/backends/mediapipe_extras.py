@@ -14,6 +14,7 @@ from ..errors import BackendBroken
 from ..registry import ModelSpec
 from . import mediapipe_support as mps
 from .base import Detector
+from .mediapipe_faces import close_quietly
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
 MAX_HANDS = 20
@@ -57,7 +58,7 @@ class HandDetector(Detector):
     def close(self) -> None:
         with self._lock:
             for g in self._graphs.values():
-                g.close()
+                close_quietly(g)
             self._graphs.clear()
 
 
@@ -86,4 +87,4 @@ class SelfiePersonDetector(Detector):
 
     def close(self) -> None:
         with self._lock:
-            self._graph.close()
+            close_quietly(self._graph)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detection import Detection
+from ..errors import BackendBroken
 from ..registry import ModelSpec
 from . import mediapipe_support as mps
 from .base import Detector
@@ -43,8 +44,7 @@ class FaceDetector(Detector):
         graph = self._graphs.get(confidence)
         if graph is None:
             if len(self._graphs) >= 4:  # a user sweeping the threshold must not pile up graphs
-                _, old = self._graphs.popitem()
-                old.close()
+                close_quietly(self._graphs.pop(next(iter(self._graphs))))
             graph = self._make_graph(confidence)
             self._graphs[confidence] = graph
         return graph
@@ -74,7 +74,14 @@ class FaceDetector(Detector):
                 raw = graph.process(image).detections or []
                 return [_from_solution(d, w, h) for d in raw]
             mp = mps.import_mediapipe()
-            result = graph.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
+            try:
+                result = graph.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
+            except RuntimeError as exc:
+                raise BackendBroken(
+                    f"the mediapipe Tasks API could not run {self._model_path.name} ({str(exc).splitlines()[0]}). "
+                    f"mediapipe 0.10.21's Tasks face detector runs the short-range model only: use "
+                    f"mediapipe_face_short, or the mp.solutions API (unset MASKMARGIN_MEDIAPIPE_API)."
+                ) from exc
             return [_from_task(d, w, h) for d in result.detections]
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
@@ -83,7 +90,7 @@ class FaceDetector(Detector):
     def close(self) -> None:
         with self._lock:
             for graph in self._graphs.values():
-                graph.close()
+                close_quietly(graph)
             self._graphs.clear()
 
 
@@ -101,3 +108,11 @@ def _from_task(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
     kps = np.array([[k.x * w, k.y * h] for k in det.keypoints], dtype=np.float32).reshape(-1, 2)
     score = float(det.categories[0].score) if det.categories else 0.0
     return Detection(box, score, "face"), kps
+
+
+def close_quietly(graph) -> None:
+    """Close a mediapipe graph; a graph that already stopped (Tasks API) raises, which is not an error here."""
+    try:
+        graph.close()
+    except (ValueError, RuntimeError):
+        pass

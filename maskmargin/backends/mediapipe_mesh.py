@@ -19,7 +19,7 @@ from ..landmarks import outline, shapes_for
 from ..registry import ModelSpec, find_model
 from . import mediapipe_support as mps
 from .base import Detector
-from .mediapipe_faces import FaceDetector
+from .mediapipe_faces import FaceDetector, close_quietly
 
 CROP_SIZE = 256  # pixels fed to the mesh; upsamples small faces
 CROP_SCALES = (1.7, 2.5)  # crop side as a multiple of the face box's larger side, tried in order
@@ -31,7 +31,7 @@ class MeshDetector(Detector):
         self.shapes = shapes_for(spec.option or "face")
         self.faces = FaceDetector(find_model("mediapipe_face_full"), model_folders)
         self._lock = threading.Lock()
-        self._mesh = _make_mesh(model_folders)
+        self._mesh, self._mesh_graph = _make_mesh(model_folders)
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         h, w = image.shape[:2]
@@ -67,6 +67,8 @@ class MeshDetector(Detector):
 
     def close(self) -> None:
         self.faces.close()
+        with self._lock:
+            close_quietly(self._mesh_graph)
 
 
 def _square_crop(image: np.ndarray, left: float, top: float, side: float) -> np.ndarray:
@@ -80,7 +82,7 @@ def _square_crop(image: np.ndarray, left: float, top: float, side: float) -> np.
 
 
 def _make_mesh(model_folders: tuple[Path, ...]):
-    """A callable crop -> normalised landmarks [N, 2] (or None), on whichever mediapipe API exists."""
+    """(crop -> normalised landmarks [N, 2] or None, the graph to close), on whichever mediapipe API exists."""
     if mps.use_solutions():
         graph = mps.solutions().face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.2
@@ -92,7 +94,7 @@ def _make_mesh(model_folders: tuple[Path, ...]):
                 return None
             return np.array([[p.x, p.y] for p in found[0].landmark], dtype=np.float64)
 
-        return run
+        return run, graph
     mp = mps.import_mediapipe()
     from mediapipe.tasks.python import BaseOptions, vision
 
@@ -112,7 +114,7 @@ def _make_mesh(model_folders: tuple[Path, ...]):
             return None
         return np.array([[p.x, p.y] for p in result.face_landmarks[0]], dtype=np.float64)
 
-    return run_tasks
+    return run_tasks, landmarker
 
 
 def _ellipse(centre: np.ndarray, rx: float, ry: float, angle: float, n: int = 24) -> np.ndarray:

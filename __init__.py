@@ -1,0 +1,22 @@
+"""ComfyUI entry point of the MaskMargin node pack: registers the nodes (V3 schema) and the web folder.
+
+Outside ComfyUI (pytest collects the repository root as a package) there is nothing to register; the
+engine lives in `maskmargin/` and is imported directly.
+"""
+
+try:
+    from comfy_api.latest import ComfyExtension, io
+except ModuleNotFoundError as exc:
+    if not (exc.name or "").startswith("comfy"):
+        raise
+else:
+    from .nodes.image_mask import NODES as IMAGE_MASK_NODES
+
+    WEB_DIRECTORY = "./js"
+
+    class MaskMarginExtension(ComfyExtension):
+        async def get_node_list(self) -> list[type[io.ComfyNode]]:
+            return [*IMAGE_MASK_NODES]
+
+    async def comfy_entrypoint() -> MaskMarginExtension:
+        return MaskMarginExtension()

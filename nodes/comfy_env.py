@@ -1,0 +1,54 @@
+"""ComfyUI-side plumbing shared by the nodes: model folders, devices, progress and interruption."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+
+from ..maskmargin.backends.base import Progress
+from ..maskmargin.loader import ModelDirs
+from ..maskmargin.pipeline import stop_check
+
+# The folder names Impact-Subpack registers too, so both packs share one set of YOLO files.
+FOLDERS = {
+    "ultralytics_bbox": ("ultralytics", "bbox"),
+    "ultralytics_segm": ("ultralytics", "segm"),
+    "mediapipe": ("mediapipe",),
+}
+
+
+def register_folders() -> None:
+    for name, parts in FOLDERS.items():
+        if name not in folder_paths.folder_names_and_paths:
+            folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, *parts)], {".pt"})
+
+
+def _paths(name: str) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in folder_paths.get_folder_paths(name))
+
+
+def model_dirs() -> ModelDirs:
+    register_folders()
+    return ModelDirs(_paths("ultralytics_bbox"), _paths("ultralytics_segm"), _paths("mediapipe"))
+
+
+def torch_device():
+    return mm.get_torch_device()
+
+
+def output_device():
+    return mm.intermediate_device()
+
+
+def progress_for(total: int) -> Progress:
+    """A progress callback that updates ComfyUI's bar and stops when the user cancels the run."""
+    bar = comfy.utils.ProgressBar(total)
+    return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, _total: bar.update_absolute(done))
+
+
+def check_interrupted() -> None:
+    mm.throw_exception_if_processing_interrupted()

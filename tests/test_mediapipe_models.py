@@ -1,0 +1,207 @@
+"""Every mediapipe-based model on NASA's astronaut portrait (public domain, shipped in scikit-image)."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from maskmargin.backends.mediapipe_mesh import keypoint_estimate
+from maskmargin.detection import Detection, ImageDetections, shape_detection
+from maskmargin.errors import BackendBroken, InvalidParameter, ModelNotAvailable
+from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
+from maskmargin.masks import build_mask
+from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.registry import MODELS, api_models, find_model
+
+ASTRONAUT = data.astronaut()  # 512x512, one face around x 175..280, y 70..175
+FACE_REGION = (160, 55, 295, 190)  # generous bounds around her face
+MESH = [m.name for m in MODELS if m.backend == "mediapipe_mesh"]
+
+
+def mask_of(model: str, image=ASTRONAUT, padding=0, blur=0):
+    det = load_detector(model)
+    found = ImageDetections(image.shape[1], image.shape[0], tuple(det.detect(image, 0.25, 20)))
+    return found, build_mask(found, padding, blur).numpy()
+
+
+def centroid(mask):
+    ys, xs = np.nonzero(mask > 0.5)
+    return xs.mean(), ys.mean()
+
+
+def inside(mask, region):
+    x0, y0, x1, y1 = region
+    ys, xs = np.nonzero(mask)
+    return len(xs) > 0 and xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+
+
+def test_there_are_15_api_models_and_every_name_and_air_id_resolves():
+    assert len(api_models()) == 15
+    assert [m.air for m in api_models()] == [f"runware:35@{i}" for i in range(1, 16)]
+    for spec in api_models():
+        assert find_model(spec.name) is spec
+        assert find_model(spec.air) is spec and find_model(spec.air.upper()) is spec
+        if not spec.needs_file:
+            assert resolve(spec.air)[0] is spec and resolve(spec.name) == (spec, None)
+
+
+def test_unknown_model_names_the_parameter_and_the_choices():
+    with pytest.raises(InvalidParameter) as err:
+        resolve("face_yolov9")
+    assert err.value.parameter == "model" and "mediapipe_face_full" in err.value.message
+
+
+@pytest.mark.parametrize("model", ["mediapipe_face_full", "mediapipe_face_short", "runware:35@6"])
+def test_face_detectors_find_the_one_face(model):
+    found, mask = mask_of(model)
+    assert len(found.detections) == 1
+    x0, y0, x1, y1 = found.detections[0].box
+    assert 165 < x0 < 190 and 60 < y0 < 95 and 265 < x1 < 290 and 160 < y1 < 190
+    assert found.detections[0].score > 0.8
+    assert mask.sum() == pytest.approx((round(x1) - round(x0)) * (round(y1) - round(y0)), rel=0.03)
+
+
+@pytest.mark.parametrize("model", MESH)
+def test_mesh_models_mask_inside_the_face(model):
+    found, mask = mask_of(model)
+    assert len(found.detections) == 1, "one region per face"
+    assert inside(mask, FACE_REGION)
+    assert "(estimated)" not in found.detections[0].label, "the real mesh ran, not the keypoint fallback"
+
+
+def test_features_sit_where_they_belong():
+    eyes = centroid(mask_of("eyes_mesh_mediapipe")[1])
+    nose = centroid(mask_of("nose_mesh_mediapipe")[1])
+    lips = centroid(mask_of("lips_mesh_mediapipe")[1])
+    face = centroid(mask_of("mediapipe_face_mesh")[1])
+    assert eyes[1] < nose[1] < lips[1], "eyes above nose above lips"
+    assert abs(nose[0] - eyes[0]) < 10 and abs(lips[0] - nose[0]) < 10, "on one vertical line"
+    assert eyes[1] < face[1] < lips[1] + 20
+
+
+def test_eyes_are_two_shapes_and_the_band_is_one():
+    from scipy import ndimage
+
+    _, eyes = mask_of("eyes_mesh_mediapipe")
+    _, band = mask_of("mediapipe_face_mesh_eyes_only")
+    labels, count = ndimage.label(eyes > 0.5)
+    assert count == 2
+    left, right = (centroid(labels == i) for i in (1, 2))
+    assert abs(left[0] - right[0]) > 30 and abs(left[1] - right[1]) < 8
+    assert ndimage.label(band > 0.5)[1] == 1
+    assert np.all(band[eyes > 0.5] > 0.5), "the band covers both eyes"
+
+
+def test_combined_models_are_unions_of_their_parts():
+    _, eyes = mask_of("eyes_mesh_mediapipe")
+    _, lips = mask_of("lips_mesh_mediapipe")
+    _, nose = mask_of("nose_mesh_mediapipe")
+    for combo, parts in (("eyes_lips_mesh", (eyes, lips)), ("nose_eyes_mesh", (nose, eyes)),
+                         ("nose_lips_mesh", (nose, lips))):
+        _, m = mask_of(combo)
+        union = np.maximum(*parts)
+        assert np.array_equal(m > 0.5, union > 0.5), combo
+
+
+def group_photo():
+    """Eight astronaut faces on one 600x300 canvas: a stand-in group photo."""
+    from PIL import Image
+
+    face = Image.fromarray(ASTRONAUT[20:240, 120:340]).resize((110, 110))
+    canvas = Image.new("RGB", (600, 300), (90, 90, 100))
+    for i in range(8):
+        canvas.paste(face, (20 + (i % 4) * 150, 20 + (i // 4) * 150))
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("model", ["eyes_mesh_mediapipe", "mediapipe_face_mesh", "nose_lips_mesh"])
+def test_mesh_models_keep_every_face_of_a_group(model):
+    image = group_photo()
+    faces, _ = mask_of("mediapipe_face_full", image)
+    found, mask = mask_of(model, image)
+    assert len(faces.detections) == 8
+    assert len(found.detections) == len(faces.detections)
+    for face in faces.detections:
+        x0, y0, x1, y1 = face.pixel_box(image.shape[1], image.shape[0])
+        assert mask[y0:y1, x0:x1].sum() > 0, "every face found by the detector has its region"
+
+
+def test_polygon_fill_is_exact_at_pixel_centres():
+    from maskmargin.detection import fill_polygons
+
+    (x0, y0, x1, y1), square = fill_polygons([np.array([[10, 10], [20, 10], [20, 20], [10, 20]], float)])
+    ys, xs = np.nonzero(square)
+    assert (xs.min() + x0, xs.max() + x0, ys.min() + y0, ys.max() + y0) == (10, 19, 10, 19)
+    assert square.sum() == 100
+    # a concave "U": the notch stays empty
+    u = np.array([[0, 0], [30, 0], [30, 30], [20, 30], [20, 10], [10, 10], [10, 30], [0, 30]], float)
+    (ux0, uy0, _, _), filled = fill_polygons([u])
+    assert filled[20 - uy0, 15 - ux0] == 0 and filled[5 - uy0, 15 - ux0] == 1 and filled[20 - uy0, 5 - ux0] == 1
+    assert filled.sum() == 900 - 200
+
+
+def test_keypoint_fallback_geometry():
+    face = Detection((100.0, 100.0, 200.0, 200.0), 0.9, "face")
+    kps = np.array([[130, 135], [170, 135], [150, 160], [150, 180], [105, 145], [195, 145]], float)
+    shapes = {opt: shape_detection(keypoint_estimate(opt, face, kps), 0.9, opt, 400, 400)
+              for opt in ("eyes", "nose", "lips", "face")}
+    cy = {opt: (d.box[1] + d.box[3]) / 2 for opt, d in shapes.items()}
+    assert cy["eyes"] < cy["nose"] < cy["lips"]
+    assert shapes["face"].box[0] >= 99 and shapes["face"].box[2] <= 201
+
+
+def test_grayscale_and_rgba_batches_give_the_same_masks():
+    rgb = torch.from_numpy(ASTRONAUT).float() / 255
+    gray = rgb.mean(dim=-1, keepdim=True)
+    rgba = torch.cat([rgb, torch.full_like(gray, 0.5)], dim=-1)
+    det = load_detector("mediapipe_face_full")
+    settings = MaskSettings(0.25, 6, 4, 4)
+    batch = torch.stack([rgb, rgb])
+    before = batch.clone()
+    a = image_mask(det, batch, settings)
+    assert torch.equal(batch, before), "input not modified"
+    b = image_mask(det, rgba.unsqueeze(0), settings)
+    g = image_mask(det, gray.unsqueeze(0), settings)
+    assert a.masks.shape == (2, 512, 512) and a.preview.shape == (2, 512, 512, 3)
+    assert torch.equal(a.masks[0], a.masks[1]) and torch.equal(a.masks[0], b.masks[0])
+    assert len(g.detections[0].detections) == 1
+    assert a.preview[0, 0, 0].tolist() == pytest.approx(rgb[0, 0].tolist()), "preview leaves unmasked pixels"
+
+
+def test_empty_batch_is_a_clear_error():
+    det = load_detector("mediapipe_face_full")
+    with pytest.raises(InvalidParameter, match="empty"):
+        image_mask(det, torch.zeros(0, 64, 64, 3), MaskSettings())
+
+
+def test_tasks_api_face_detector_matches_solutions(monkeypatch):
+    solutions_box = mask_of("mediapipe_face_short")[0].detections[0].box
+    monkeypatch.setenv("MASKMARGIN_MEDIAPIPE_API", "tasks")
+    clear_cache()
+    try:
+        det = load_detector("mediapipe_face_short")
+        assert det.api == "tasks"
+        found = det.detect(ASTRONAUT, 0.25, 6)
+        assert len(found) == 1
+        assert np.allclose(found[0].box, solutions_box, atol=6)
+        full = load_detector("mediapipe_face_full")
+        try:
+            assert len(full.detect(ASTRONAUT, 0.25, 6)) == 1  # newer mediapipe runs the full-range file
+        except BackendBroken as exc:  # 0.10.21's Tasks graph has short-range anchors only: a clear error
+            assert "mediapipe_face_short" in exc.message
+        with pytest.raises(ModelNotAvailable, match="face_landmarker.task"):
+            load_detector("eyes_mesh_mediapipe", ModelDirs(mediapipe=(ModelDirs().mediapipe[0],)))
+    finally:
+        clear_cache()
+
+
+def test_broken_mediapipe_fails_loudly(monkeypatch):
+    clear_cache()
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` raise ImportError
+    try:
+        with pytest.raises(BackendBroken, match="mediapipe cannot be imported"):
+            load_detector("mediapipe_face_full")
+    finally:
+        clear_cache()
