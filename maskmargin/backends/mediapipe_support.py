@@ -71,6 +71,6 @@ def model_file(names: tuple[str, ...], folders: tuple[Path, ...], bundled: str |
     where = folders[0] if folders else Path("models/mediapipe")
     raise ModelNotAvailable(
         f"the mediapipe Tasks API needs the model file {names[0]} in {where} "
-        f"(mediapipe 0.10.21 ships it inside its wheel; newer versions do not)",
+        f"(with mediapipe 0.10.21 on Python <= 3.12 no file is needed: its mp.solutions API has the models built in)",
         parameter="model",
     )
