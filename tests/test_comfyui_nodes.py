@@ -1,0 +1,85 @@
+"""Detector Loader and Image Mask inside a real ComfyUI (skipped unless COMFYUI_DIR is set)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from comfy_harness import ComfyError
+from PIL import Image
+from skimage import data
+
+from maskmargin.loader import load_detector
+from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.registry import MODELS
+
+pytestmark = pytest.mark.comfyui
+
+
+def saved(comfy, history, node_id):
+    entries = history["outputs"][node_id]["images"]
+    return [np.asarray(Image.open(comfy.output_dir / e.get("subfolder", "") / e["filename"])) for e in entries]
+
+
+def graph(model, image_name, *, batch=2, padding=4, blur=4):
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}},
+        "3": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": model}},
+        "4": {"class_type": "MaskMarginImageMask", "inputs": {
+            "image": ["2", 0], "detector": ["3", 0], "confidence": 0.25, "max_detections": 6,
+            "mask_padding": padding, "mask_blur": blur}},
+        "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "mm_mask"}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["4", 3], "filename_prefix": "mm_preview"}},
+        "8": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+    }
+
+
+@pytest.fixture(scope="module")
+def astronaut(comfy):
+    Image.fromarray(data.astronaut()).save(comfy.input_dir / "astronaut.png")
+    return "astronaut.png"
+
+
+def test_pack_loads_and_nodes_are_described(comfy):
+    comfy.assert_pack_loaded()
+    info = comfy.object_info()
+    loader, mask = info["MaskMarginDetectorLoader"], info["MaskMarginImageMask"]
+    assert loader["display_name"] == "Detector Loader" and mask["display_name"] == "Image Mask"
+    options = loader["input"]["required"]["model"][1]["options"] if isinstance(
+        loader["input"]["required"]["model"][1], dict) and "options" in loader["input"]["required"]["model"][1] \
+        else loader["input"]["required"]["model"][0]
+    assert [m.name for m in MODELS] == [o for o in options if not o.startswith(("bbox/", "segm/"))]
+    assert mask["output"] == ["MASK", "MASKMARGIN_DETECTIONS", "STRING", "IMAGE"]
+
+
+@pytest.mark.parametrize("model", ["eyes_mesh_mediapipe", "mediapipe_face_full"])
+def test_image_mask_runs_on_a_batch_and_matches_the_engine(comfy, astronaut, model):
+    history = comfy.run(graph(model, astronaut, batch=2, padding=4, blur=4))
+    masks = saved(comfy, history, "6")
+    previews = saved(comfy, history, "7")
+    assert len(masks) == 2 and len(previews) == 2
+    pixels = data.astronaut()
+    expected = image_mask(load_detector(model), torch.from_numpy(pixels).float().div(255).unsqueeze(0),
+                          MaskSettings(0.25, 6, 4, 4)).masks[0].numpy()
+    for m in masks:
+        gray = m[..., 0].astype(np.int16)
+        # SaveImage truncates 255*x to uint8; allow that one step
+        assert np.abs(gray - expected * 255).max() <= 1.0
+        assert gray.max() == 255 and (gray > 0).sum() > 50
+    # preview: unmasked pixels are the photo, masked ones are tinted
+    p = previews[0].astype(np.int16)
+    assert np.abs(p[0:20, 0:20] - pixels[0:20, 0:20]).max() <= 1
+    inside = masks[0][..., 0] == 255
+    assert np.abs(p[inside] - pixels[inside]).mean() > 20
+    text = history["outputs"]["8"]["text"][0]
+    boxes = json.loads(text)
+    assert len(boxes) == 2 and len(boxes[0]) == 1 and set(boxes[0][0]) == {"x_min", "y_min", "x_max", "y_max"}
+
+
+def test_missing_yolo_file_error_names_the_folder(comfy, astronaut):
+    with pytest.raises(ComfyError) as err:
+        comfy.run(graph("face_yolov8n", astronaut, batch=1))
+    text = str(err.value)
+    assert "face_yolov8n.pt" in text and "ultralytics/bbox" in text and "huggingface.co/Bingsu/adetailer" in text
