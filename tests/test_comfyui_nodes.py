@@ -83,3 +83,21 @@ def test_missing_yolo_file_error_names_the_folder(comfy, astronaut):
         comfy.run(graph("face_yolov8n", astronaut, batch=1))
     text = str(err.value)
     assert "face_yolov8n.pt" in text and "ultralytics/bbox" in text and "huggingface.co/Bingsu/adetailer" in text
+
+
+def test_user_yolo_file_in_the_bbox_folder_is_offered_and_runs(comfy, astronaut):
+    from yolo_models import save_scoring_model
+
+    folder = comfy.models_dir / "ultralytics" / "bbox"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_scoring_model("yolov8n.yaml", str(folder / "my_faces.pt"))
+    options = comfy.object_info("MaskMarginDetectorLoader")["MaskMarginDetectorLoader"]["input"]["required"]["model"]
+    assert "bbox/my_faces.pt" in json.dumps(options)
+    history = comfy.run(graph("bbox/my_faces.pt", astronaut, batch=1, padding=0, blur=0))
+    boxes = json.loads(history["outputs"]["8"]["text"][0])
+    (mask,) = saved(comfy, history, "6")
+    assert 1 <= len(boxes[0]) <= 6, "max_detections caps the scoring model's many boxes"
+    for b in boxes[0]:
+        assert 0 <= b["x_min"] < b["x_max"] <= 512 and 0 <= b["y_min"] < b["y_max"] <= 512
+        cy, cx = (b["y_min"] + b["y_max"]) // 2, (b["x_min"] + b["x_max"]) // 2
+        assert mask[cy, cx, 0] == 255, "each box is masked"
