@@ -22,7 +22,6 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_image_mask.py
-	$(PY) benchmarks/bench_mask_ops.py
 
 eval: $(STAMP)
 	$(PY) benchmarks/eval_detection.py ../shared/eval/dev

@@ -1,0 +1,427 @@
+"""Speed of Image Mask against the bare backend calls it wraps (DESIGN.md section 7).
+
+    python benchmarks/bench_image_mask.py [--batch 8] [--size 1024] [--repeats N] [--eval-dir DIR] [--profile]
+
+(a) `image_mask` on a [batch, size, size, 3] float tensor (preview on, padding 4, blur 4) against
+    - mediapipe_face_full: the raw `mp.solutions` FaceDetection.process on each uint8 image
+      (one graph, warmed up); target overhead <= 1.10x, goal 1.05x;
+    - eyes_mesh_mediapipe: bare "detect + square crop + FaceMesh per face" with one graph each.
+    With --eval-dir, the same comparisons run on the annotated group photos there, one at a time.
+(b) padding + blur: `build_mask` on a size x size mask with a few face-sized boxes at padding/blur
+    4/4 and 32/32, against the detection time per image.
+(c) when ultralytics and maskmargin/backends/yolo.py exist: a random-weight yolov8n (built from
+    yolov8n.yaml, saved to a temporary .pt, loaded through the engine's loader) against bare
+    `YOLO(...).predict` on the same images at imgsz 640.
+
+Test images: public-domain scikit-image photos (astronaut, camera, coffee, chelsea, rocket) cropped
+square and resized, plus two group pictures tiled from astronaut faces. All times are medians of
+--repeats runs in one process; the two sides of each comparison run interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from maskmargin.detection import Detection, ImageDetections  # noqa: E402
+from maskmargin.images import to_uint8_rgb  # noqa: E402
+from maskmargin.loader import load_detector  # noqa: E402
+from maskmargin.masks import build_mask, build_masks  # noqa: E402
+from maskmargin.pipeline import MaskSettings, detect_arrays, image_mask  # noqa: E402
+from maskmargin.preview import draw_preview  # noqa: E402
+
+CONF = 0.25
+MAX_DET = 20
+SETTINGS = MaskSettings(confidence=CONF, max_detections=MAX_DET, mask_padding=4, mask_blur=4)
+MESH_CROP = 256  # as the engine: crop side 1.7x the face box, resized to 256
+MESH_SCALE = 1.7
+
+summary: list[str] = []
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def square(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-cropped to a square and resized to size x size, RGB uint8."""
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., :3]
+    h, w = img.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return np.asarray(Image.fromarray(img[y : y + s, x : x + s]).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def tiled_faces(astro: np.ndarray, size: int, grid: int) -> np.ndarray:
+    """A grid x grid "group photo" of astronaut head crops (every other one mirrored)."""
+    head = astro[10:250, 110:330]  # her head and shoulders in the 512 px original
+    tile = size // grid
+    out = np.zeros((size, size, 3), dtype=np.uint8)
+    for r in range(grid):
+        for c in range(grid):
+            t = head if (r + c) % 2 == 0 else head[:, ::-1]
+            t = np.asarray(Image.fromarray(np.ascontiguousarray(t)).resize((tile, tile), Image.Resampling.LANCZOS))
+            out[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = t
+    return out
+
+
+def test_images(batch: int, size: int) -> tuple[list[str], list[np.ndarray]]:
+    from skimage import data
+
+    astro = data.astronaut()
+    pool = [
+        ("astronaut", square(astro, size)),
+        ("group 3x3", tiled_faces(astro, size, 3)),
+        ("camera", square(data.camera(), size)),
+        ("coffee", square(data.coffee(), size)),
+        ("group 4x4", tiled_faces(astro, size, 4)),
+        ("chelsea", square(data.chelsea(), size)),
+        ("rocket", square(data.rocket(), size)),
+        ("astronaut mirrored", square(astro[:, ::-1], size)),
+    ]
+    chosen = [pool[i % len(pool)] for i in range(batch)]
+    return [n for n, _ in chosen], [np.ascontiguousarray(a) for _, a in chosen]
+
+
+def as_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).float().div_(255.0)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+class Timing(float):
+    """Median seconds of a measurement (the float value), with the fastest run kept as `.min`."""
+
+    min: float
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Median seconds per call of each fn (min in `.min`); the fns take turns (order alternating) to share drift."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(repeats):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            t = time.perf_counter()
+            fns[k]()
+            times[k].append(time.perf_counter() - t)
+    out = {}
+    for k, v in times.items():
+        out[k] = Timing(statistics.median(v))
+        out[k].min = min(v)
+    return out
+
+
+def min_ratio(a: Timing, b: Timing) -> str:
+    return f"(fastest runs: {a.min / b.min:.3f}x)"
+
+
+def profile(fn: Callable[[], object], title: str, top: int = 18) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(top)
+    print(f"\n--- cProfile: {title} (cumulative, top {top}) ---")
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+    print("\n".join(lines[start:]))
+
+
+# ----------------------------------------------------------------------------- bare baselines
+
+
+def bare_face_graph():
+    import mediapipe as mp
+
+    return mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=CONF)
+
+
+def bare_mesh_runner():
+    """detect + square crop + FaceMesh per face, one graph each: the "best alternative" of DESIGN.md 7."""
+    import cv2
+    import mediapipe as mp
+
+    fd = bare_face_graph()
+    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+                                           min_detection_confidence=0.2)
+
+    def run(img: np.ndarray) -> list[np.ndarray]:
+        h, w = img.shape[:2]
+        out = []
+        for d in fd.process(img).detections or []:
+            b = d.location_data.relative_bounding_box
+            bw, bh = b.width * w, b.height * h
+            side = MESH_SCALE * max(bw, bh)
+            left, top = b.xmin * w + bw / 2 - side / 2, b.ymin * h + bh / 2 - side / 2
+            s = MESH_CROP / side
+            m = np.float32([[s, 0, -left * s], [0, s, -top * s]])
+            crop = cv2.warpAffine(img, m, (MESH_CROP, MESH_CROP), flags=cv2.INTER_LINEAR, borderValue=0)
+            found = mesh.process(crop).multi_face_landmarks
+            if found:
+                pts = np.array([[p.x, p.y] for p in found[0].landmark]) * side + (left, top)
+                out.append(pts)
+        return out
+
+    return run
+
+
+# ----------------------------------------------------------------------------- (a) overhead
+
+
+def breakdown(detector, tensor: torch.Tensor, repeats: int) -> str:
+    """ms per image of each Image Mask stage (fastest run: the stages are short and noise-prone)."""
+    n = tensor.shape[0]
+    arrays = to_uint8_rgb(tensor)
+    found = detect_arrays(detector, arrays, SETTINGS)
+    masks = build_masks(found, 4, 4)
+    rgb = tensor[..., :3]
+    t = interleaved({
+        "to_uint8": lambda: to_uint8_rgb(tensor),
+        "detect": lambda: detect_arrays(detector, arrays, SETTINGS),
+        "masks": lambda: build_masks(found, 4, 4),
+        "preview": lambda: draw_preview(rgb, masks, found),
+    }, max(3, repeats // 2))
+    return "  ".join(f"{k} {v.min / n * 1000:.2f}" for k, v in t.items())
+
+
+def overhead_face(names, images, tensor, repeats, do_profile) -> float:
+    det = load_detector("mediapipe_face_full")
+    graph = bare_face_graph()
+    n = len(images)
+
+    def bare():
+        for im in images:
+            graph.process(im)
+
+    t = interleaved({"bare": bare, "engine": lambda: image_mask(det, tensor, SETTINGS),
+                     "backend": lambda: det.detect_batch(images, CONF, MAX_DET)}, repeats, warmup=2)
+    bare_ms, eng_ms, back_ms = t["bare"] / n * 1000, t["engine"] / n * 1000, t["backend"] / n * 1000
+    ratio = eng_ms / bare_ms
+    faces = [len(det.detect(im, CONF, MAX_DET)) for im in images]
+    print(f"\n(a) mediapipe_face_full on {n} x {images[0].shape[1]}x{images[0].shape[0]} "
+          f"(faces per image: {dict(zip(names, faces))})")
+    print(f"  bare FaceDetection.process : {bare_ms:7.2f} ms/image")
+    print(f"  Image Mask (preview, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x  "
+          f"[target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'}; goal 1.05: {'met' if ratio <= 1.05 else 'not met'}] "
+          f"{min_ratio(t['engine'], t['bare'])}")
+    print(f"  engine detector only       : {back_ms:7.2f} ms/image   overhead {back_ms / bare_ms:.3f}x "
+          f"(Detector.detect_batch on the uint8 images: the backend wrapper alone)")
+    print(f"  Image Mask stages, ms/image (fastest run): {breakdown(det, tensor, repeats)}")
+    no_prev = interleaved({"np": lambda: image_mask(det, tensor, SETTINGS, with_preview=False)}, max(3, repeats // 2))
+    print(f"  Image Mask without preview : {no_prev['np'] / n * 1000:7.2f} ms/image   "
+          f"overhead {no_prev['np'] / n * 1000 / bare_ms:.3f}x")
+    summary.append(f"face_full detector only / bare mediapipe {back_ms / bare_ms:6.3f}x  ({back_ms:.2f} vs {bare_ms:.2f} ms/image)")
+    summary.append(f"face_full Image Mask / bare mediapipe   {ratio:6.3f}x  ({eng_ms:.2f} vs {bare_ms:.2f} ms/image; "
+                   f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; target <= 1.10 {'PASS' if ratio <= 1.10 else 'FAIL'})")
+    if do_profile or ratio > 1.10:
+        profile(lambda: image_mask(det, tensor, SETTINGS), "image_mask, mediapipe_face_full")
+    return bare_ms
+
+
+def overhead_mesh(names, images, tensor, repeats, face_bare_ms, do_profile) -> None:
+    det = load_detector("eyes_mesh_mediapipe")
+    bare_run = bare_mesh_runner()
+    n = len(images)
+
+    def bare():
+        for im in images:
+            bare_run(im)
+
+    t = interleaved({"bare": bare, "engine": lambda: image_mask(det, tensor, SETTINGS),
+                     "backend": lambda: det.detect_batch(images, CONF, MAX_DET)}, repeats)
+    bare_ms, eng_ms, back_ms = t["bare"] / n * 1000, t["engine"] / n * 1000, t["backend"] / n * 1000
+    ratio = eng_ms / bare_ms
+    faces = [len(det.detect(im, CONF, MAX_DET)) for im in images]
+    bare_faces = [len(bare_run(im)) for im in images]
+    print(f"\n(a) eyes_mesh_mediapipe (faces masked per image: {dict(zip(names, faces))}; "
+          f"bare mesh found: {sum(bare_faces)})")
+    print(f"  bare detect+crop+FaceMesh  : {bare_ms:7.2f} ms/image")
+    print(f"  Image Mask (preview, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x vs bare mesh; "
+          f"{eng_ms / face_bare_ms:.2f}x the bare face detection alone {min_ratio(t['engine'], t['bare'])}")
+    print(f"  engine detector only       : {back_ms:7.2f} ms/image   overhead {back_ms / bare_ms:.3f}x vs bare mesh")
+    print(f"  Image Mask stages, ms/image (fastest run): {breakdown(det, tensor, repeats)}")
+    summary.append(f"eyes_mesh detector only / bare mesh      {back_ms / bare_ms:6.3f}x  ({back_ms:.2f} vs {bare_ms:.2f} ms/image)")
+    summary.append(f"eyes_mesh Image Mask / bare det+crop+mesh {ratio:6.3f}x  ({eng_ms:.2f} vs {bare_ms:.2f} ms/image; "
+                   f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; DESIGN target <= 2x {'PASS' if ratio <= 2 else 'FAIL'})")
+    if do_profile or ratio > 1.10:
+        profile(lambda: image_mask(det, tensor, SETTINGS), "image_mask, eyes_mesh_mediapipe")
+
+
+def eval_dir_timing(folder: Path, repeats: int) -> None:
+    """Per annotated photo (batch of 1, its own size): face_full and eyes_mesh vs their bare calls."""
+    import json
+
+    from maskmargin.images import load_image_file
+
+    gt = json.loads((folder / "gt.json").read_text())
+    photos = [(e["file"], load_image_file(folder / e["file"]), len(e.get("faces", []))) for e in gt["images"]]
+    photos = [p for p in photos if p[2] >= 2]  # the group photos
+    face, mesh = load_detector("mediapipe_face_full"), load_detector("eyes_mesh_mediapipe")
+    graph, bare_mesh = bare_face_graph(), bare_mesh_runner()
+    print(f"\n(a) group photos in {folder} (batch of 1 each; ms)")
+    print(f"  {'photo':<26} {'size':>9} {'faces':>5} | {'bare fd':>7} {'ImgMask':>7} {'ratio':>5} | "
+          f"{'bare mesh':>9} {'ImgMask':>7} {'ratio':>5} {'/fd':>5}")
+    ratios_f, ratios_m = [], []
+    for name, rgb, _ in photos:
+        tensor = as_tensor([rgb])
+        t = interleaved({
+            "fd": lambda: graph.process(rgb),
+            "im_fd": lambda: image_mask(face, tensor, SETTINGS),
+            "mesh": lambda: bare_mesh(rgb),
+            "im_mesh": lambda: image_mask(mesh, tensor, SETTINGS),
+        }, repeats)
+        ms = {k: v * 1000 for k, v in t.items()}
+        nf = len(face.detect(rgb, CONF, MAX_DET))
+        rf, rm = ms["im_fd"] / ms["fd"], ms["im_mesh"] / ms["mesh"]
+        ratios_f.append(rf)
+        ratios_m.append(rm)
+        print(f"  {name:<26} {rgb.shape[1]:>4}x{rgb.shape[0]:<4} {nf:>5} | {ms['fd']:7.2f} {ms['im_fd']:7.2f} "
+              f"{rf:5.2f} | {ms['mesh']:9.2f} {ms['im_mesh']:7.2f} {rm:5.2f} {ms['im_mesh'] / ms['fd']:5.1f}")
+    if photos:
+        summary.append(f"group photos: face_full overhead median {statistics.median(ratios_f):.3f}x, "
+                       f"eyes_mesh vs bare mesh median {statistics.median(ratios_m):.3f}x")
+
+
+# ----------------------------------------------------------------------------- (b) padding + blur
+
+
+def mask_cost(size: int, repeats: int, det_ms: float) -> None:
+    s = size / 1024
+    boxes = [(120, 140, 320, 380), (420, 120, 600, 340), (700, 200, 900, 440), (300, 600, 520, 860)]
+    found = ImageDetections(size, size, tuple(
+        Detection(tuple(v * s for v in b), 0.9, "face") for b in boxes))
+    t = interleaved({f"p{k} b{k}": (lambda k=k: build_mask(found, k, k)) for k in (0, 4, 32)},
+                    max(5, repeats), warmup=1)
+    from skimage import data
+
+    mesh = load_detector("eyes_mesh_mediapipe")
+    group = tiled_faces(data.astronaut(), size, 4)
+    shapes = ImageDetections(size, size, tuple(mesh.detect(group, CONF, MAX_DET)))
+    t_mesh = interleaved({k: (lambda k=k: build_mask(shapes, k, k)) for k in (4, 32)}, max(5, repeats), warmup=1)
+    print(f"\n(b) build_mask on {size}x{size} with {len(boxes)} face-sized boxes (~200 px), ms "
+          f"(face detection alone: {det_ms:.2f} ms/image)")
+    for k, v in t.items():
+        print(f"  {k:<8} {v * 1000:7.2f} ms   = {v * 1000 / det_ms:5.2f}x the detection time")
+    print(f"  eye shapes of {len(shapes.detections)} faces spread over the frame (group 4x4): p4 b4 "
+          f"{t_mesh[4] * 1000:.2f} ms = {t_mesh[4] * 1000 / det_ms:.2f}x, p32 b32 {t_mesh[32] * 1000:.2f} ms = "
+          f"{t_mesh[32] * 1000 / det_ms:.2f}x")
+    summary.append(f"build_mask p4 b4 / detection           {t['p4 b4'] * 1000 / det_ms:6.3f}x  "
+                   f"(p32 b32: {t['p32 b32'] * 1000 / det_ms:.2f}x)")
+
+
+# ----------------------------------------------------------------------------- (c) YOLO
+
+
+def yolo_overhead(images: list[np.ndarray], tensor: torch.Tensor, repeats: int, do_profile: bool) -> None:
+    print("\n(c) YOLO")
+    try:
+        import ultralytics  # noqa: F401
+        from ultralytics import YOLO
+    except Exception as e:  # noqa: BLE001
+        print(f"  skipped: ultralytics is not importable ({type(e).__name__}: {e})")
+        summary.append("YOLO: skipped (no ultralytics)")
+        return
+    if not (ROOT / "maskmargin" / "backends" / "yolo.py").is_file():
+        print("  skipped: maskmargin/backends/yolo.py does not exist yet")
+        summary.append("YOLO: skipped (no YOLO backend yet)")
+        return
+    n = len(images)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench_yolov8n_random.pt"
+        cwd = os.getcwd()
+        os.chdir(tmp)  # ultralytics may write helper files next to the working directory
+        try:
+            YOLO("yolov8n.yaml").save(str(path))
+        finally:
+            os.chdir(cwd)
+        try:
+            det = load_detector(str(path))
+        except Exception as e:  # noqa: BLE001
+            print(f"  skipped: the engine could not load the random-weight model ({type(e).__name__}: {e})")
+            summary.append("YOLO: skipped (engine could not load the model)")
+            return
+        bare = YOLO(str(path))
+        bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]
+
+        def bare_call():
+            with torch.inference_mode():
+                bare.predict(bgr, imgsz=640, conf=CONF, verbose=False, device=det.device)
+
+        reps = max(3, repeats // 3)
+        t = interleaved({"bare": bare_call, "engine": lambda: image_mask(det, tensor, SETTINGS)}, reps, warmup=1)
+        bare_ms, eng_ms = t["bare"] / n * 1000, t["engine"] / n * 1000
+        ratio = eng_ms / bare_ms
+        found = sum(len(d) for d in det.detect_batch(images, CONF, MAX_DET))
+        print(f"  random-weight yolov8n on {det.device}, imgsz 640, {n} images as one predict call "
+              f"({found} detections kept in all, max {MAX_DET}/image)")
+        print(f"  bare YOLO.predict          : {bare_ms:7.2f} ms/image")
+        print(f"  Image Mask (preview, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x  "
+              f"[target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'}] {min_ratio(t['engine'], t['bare'])}")
+        summary.append(f"yolov8n Image Mask / bare predict        {ratio:6.3f}x  ({eng_ms:.1f} vs {bare_ms:.1f} ms/image; "
+                       f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; target <= 1.10 {'PASS' if ratio <= 1.10 else 'FAIL'})")
+        if do_profile or ratio > 1.10:
+            profile(lambda: image_mask(det, tensor, SETTINGS), "image_mask, yolov8n")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=10, help="timed runs per measurement (median taken)")
+    ap.add_argument("--eval-dir", type=Path, help="also time the group photos of this annotated folder")
+    ap.add_argument("--profile", action="store_true", help="cProfile each Image Mask call (always done above 1.10x)")
+    ap.add_argument("--no-yolo", action="store_true")
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; "
+          f"medians of {args.repeats} runs; settings: confidence {CONF}, max {MAX_DET}, padding 4, blur 4, preview on")
+    names, images = test_images(args.batch, args.size)
+    tensor = as_tensor(images)
+    print(f"test batch {tuple(tensor.shape)}: {', '.join(names)}")
+
+    det_ms = overhead_face(names, images, tensor, args.repeats, args.profile)
+    overhead_mesh(names, images, tensor, args.repeats, det_ms, args.profile)
+    if args.eval_dir:
+        eval_dir_timing(args.eval_dir, max(3, args.repeats // 2))
+    mask_cost(args.size, args.repeats, det_ms)
+    if not args.no_yolo:
+        yolo_overhead(images, tensor, args.repeats, args.profile)
+
+    print("\n== summary ==")
+    for line in summary:
+        print("  " + line)
+    print(f"  total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
