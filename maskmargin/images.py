@@ -46,8 +46,11 @@ def rgb_tensor(images: torch.Tensor) -> torch.Tensor:
 def to_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
     """One contiguous RGB uint8 [H, W, 3] numpy array per image of an IMAGE batch (values clamped to 0..1)."""
     images = check_image_batch(images)
-    u8 = (rgb_tensor(images).float().clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
-    return [np.ascontiguousarray(a) for a in u8]
+    # one image at a time: the temporaries stay in cache, several times faster than the whole batch
+    return [
+        np.ascontiguousarray((im.float().clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy())
+        for im in rgb_tensor(images)
+    ]
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -19,14 +19,21 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
 
-Shape = tuple[str, tuple[int, ...]]  # ("ring", ordered outline) or ("hull", unordered points)
+# ("ring", ordered outline), ("hull", unordered points) or ("eye", (corner, corner)): an eye opening
+# at least 0.6 x its width tall, so squinting or tiny eyes still get a usable region to inpaint.
+Shape = tuple[str, tuple[int, ...]]
+RIGHT_EYE_CORNERS = (33, 133)
+LEFT_EYE_CORNERS = (362, 263)
+EYE_HALF_WIDTH, EYE_HALF_HEIGHT = 0.55, 0.3  # of the corner-to-corner distance
 
 # Feature -> its filled shapes. Ordered rings keep concave outlines (the lips' bow); unordered sets
 # are filled as their convex hull. Irises only exist in the refined (478-point) mesh.
 FEATURE_SHAPES: dict[str, tuple[Shape, ...]] = {
     "face": (("ring", FACE_OVAL),),
-    "eyes": (("hull", LEFT_EYE + LEFT_IRIS), ("hull", RIGHT_EYE + RIGHT_IRIS)),
-    "eyes_band": (("hull", LEFT_EYE + LEFT_IRIS + RIGHT_EYE + RIGHT_IRIS),),
+    "eyes": (("hull", LEFT_EYE + LEFT_IRIS), ("eye", LEFT_EYE_CORNERS),
+             ("hull", RIGHT_EYE + RIGHT_IRIS), ("eye", RIGHT_EYE_CORNERS)),
+    "eyes_band": (("hull", LEFT_EYE + LEFT_IRIS + RIGHT_EYE + RIGHT_IRIS), ("eye", LEFT_EYE_CORNERS),
+                  ("eye", RIGHT_EYE_CORNERS)),
     "lips": (("ring", LIPS_OUTER),),
     "nose": (("hull", NOSE),),
 }
@@ -45,7 +52,20 @@ def outline(shape: Shape, points: np.ndarray) -> np.ndarray:
     kind, idx = shape
     idx = tuple(i for i in idx if i < len(points))
     chosen = points[list(idx)]
+    if kind == "eye":
+        a, b = chosen
+        d = b - a
+        width = float(np.hypot(*d))
+        return ellipse((a + b) / 2, EYE_HALF_WIDTH * width, EYE_HALF_HEIGHT * width, float(np.arctan2(d[1], d[0])))
     return chosen if kind == "ring" else convex_hull(chosen)
+
+
+def ellipse(centre: np.ndarray, rx: float, ry: float, angle: float, n: int = 24) -> np.ndarray:
+    """An ellipse as an [n, 2] polygon, its x radius along `angle` (radians)."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    local = np.stack([rx * np.cos(t), ry * np.sin(t)], axis=1)
+    c, s = np.cos(angle), np.sin(angle)
+    return local @ np.array([[c, s], [-s, c]]) + centre
 
 
 def convex_hull(points: np.ndarray) -> np.ndarray:

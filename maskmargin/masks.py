@@ -24,11 +24,12 @@ _FAR = 1.0e9
 
 def _axis_distance(mask: torch.Tensor) -> torch.Tensor:
     """Per-column distance (in rows) to the nearest True pixel of the same column; _FAR if none."""
-    h = mask.shape[0]
-    rows = torch.arange(h, device=mask.device, dtype=torch.float32).unsqueeze(1).expand_as(mask)
-    above = torch.where(mask, rows, torch.full_like(rows, -_FAR)).cummax(dim=0).values
-    below = torch.where(mask, rows, torch.full_like(rows, 2 * _FAR)).flip(0).cummin(dim=0).values.flip(0)
-    return torch.minimum(rows - above, below - rows)
+    cols = mask.t().contiguous()  # scans run along contiguous memory: several times faster on CPU
+    h = cols.shape[1]
+    rows = torch.arange(h, device=mask.device, dtype=torch.float32).expand_as(cols)
+    above = torch.where(cols, rows, torch.full_like(rows, -_FAR)).cummax(dim=1).values
+    below = torch.where(cols, rows, torch.full_like(rows, 2 * _FAR)).flip(1).cummin(dim=1).values.flip(1)
+    return torch.minimum(rows - above, below - rows).t()
 
 
 def distance_within(mask: torch.Tensor, limit: int) -> torch.Tensor:
@@ -78,37 +79,36 @@ def refine_mask(mask: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     return fade_outside(grow(core, padding), blur)
 
 
-def _reach(padding: int, blur: int) -> int:
-    return max(padding, 0) + max(blur, 0)
-
-
 def build_mask(
     found: ImageDetections,
     padding: int,
     blur: int,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """The [H, W] float32 mask for one image's detections, with padding and the fade band."""
+    """The [H, W] float32 mask for one image's detections, with padding and the fade band.
+
+    Each detection is grown (or shrunk) and faded inside its own window, then combined with max:
+    exact, because the distance to a union is the smallest distance to its parts and the fade falls
+    with distance; and far cheaper than one window spanning faces spread over the frame.
+    """
     h, w = found.height, found.width
     out = torch.zeros((h, w), dtype=torch.float32, device=device)
-    regions = [d.region(w, h) for d in found.detections]
-    regions = [(r, m) for r, m in regions if m.size and m.any()]
-    if not regions:
-        return out
-    reach = _reach(padding, blur)
-    x0 = max(min(r[0] for r, _ in regions) - reach, 0)
-    y0 = max(min(r[1] for r, _ in regions) - reach, 0)
-    x1 = min(max(r[2] for r, _ in regions) + reach, w)
-    y1 = min(max(r[3] for r, _ in regions) + reach, h)
-    core = torch.zeros((y1 - y0, x1 - x0), dtype=torch.bool, device=device)
-    for (rx0, ry0, rx1, ry1), local in regions:
+    reach = max(padding, 0) + max(blur, 0)
+    for det in found.detections:
+        (rx0, ry0, rx1, ry1), local = det.region(w, h)
+        if not local.size or not local.any():
+            continue
         shape = torch.from_numpy(np.ascontiguousarray(local)).to(device)
         if padding < 0:
             shape = _shrink_in_place_window(shape, (rx0, ry0, rx1, ry1), -padding, w, h)
-        core[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] |= shape
-    if padding > 0:
-        core = grow(core, padding)
-    out[y0:y1, x0:x1] = fade_outside(core, blur)
+        x0, y0 = max(rx0 - reach, 0), max(ry0 - reach, 0)
+        x1, y1 = min(rx1 + reach, w), min(ry1 + reach, h)
+        core = torch.zeros((y1 - y0, x1 - x0), dtype=torch.bool, device=device)
+        core[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = shape
+        if padding > 0:
+            core = grow(core, padding)
+        window = out[y0:y1, x0:x1]
+        torch.maximum(window, fade_outside(core, blur), out=window)
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..detection import Detection, shape_detection
-from ..landmarks import outline, shapes_for
+from ..landmarks import ellipse, outline, shapes_for
 from ..registry import ModelSpec, find_model
 from . import mediapipe_support as mps
 from .base import Detector
@@ -117,28 +117,21 @@ def _make_mesh(model_folders: tuple[Path, ...]):
     return run_tasks, landmarker
 
 
-def _ellipse(centre: np.ndarray, rx: float, ry: float, angle: float, n: int = 24) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    local = np.stack([rx * np.cos(t), ry * np.sin(t)], axis=1)
-    c, s = np.cos(angle), np.sin(angle)
-    return local @ np.array([[c, s], [-s, c]]) + centre
-
-
 def keypoint_estimate(option: str, face: Detection, kps: np.ndarray) -> list[np.ndarray]:
     """Feature shapes estimated from BlazeFace keypoints (eyes, nose tip, mouth, ears), turned with the eye line."""
     x0, y0, x1, y1 = face.box
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     if len(kps) < 4:
-        return [_ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, 0.0)]
+        return [ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, 0.0)]
     eye_a, eye_b, nose, mouth = kps[0], kps[1], kps[2], kps[3]
     d = eye_b - eye_a
     e = max(float(np.hypot(*d)), 1.0)
     angle = float(np.arctan2(d[1], d[0]))
     parts = {
-        "face": [_ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, angle)],
-        "eyes": [_ellipse(eye_a, 0.32 * e, 0.2 * e, angle), _ellipse(eye_b, 0.32 * e, 0.2 * e, angle)],
-        "eyes_band": [_ellipse((eye_a + eye_b) / 2, 0.85 * e, 0.22 * e, angle)],
-        "lips": [_ellipse(mouth, 0.45 * e, 0.22 * e, angle)],
-        "nose": [_ellipse(0.6 * nose + 0.4 * (eye_a + eye_b) / 2, 0.25 * e, 0.4 * e, angle)],
+        "face": [ellipse(centre, (x1 - x0) / 2, (y1 - y0) / 2, angle)],
+        "eyes": [ellipse(eye_a, 0.32 * e, 0.2 * e, angle), ellipse(eye_b, 0.32 * e, 0.2 * e, angle)],
+        "eyes_band": [ellipse((eye_a + eye_b) / 2, 0.85 * e, 0.22 * e, angle)],
+        "lips": [ellipse(mouth, 0.45 * e, 0.22 * e, angle)],
+        "nose": [ellipse(0.6 * nose + 0.4 * (eye_a + eye_b) / 2, 0.25 * e, 0.4 * e, angle)],
     }
     return [poly for part in option.split("+") for poly in parts[part]]
