@@ -6,6 +6,7 @@ input images, load detectors and publish mask images; everything else is shared.
 
 from __future__ import annotations
 
+import base64
 import math
 import uuid
 from abc import ABC, abstractmethod
@@ -190,7 +191,7 @@ def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, c
     elif task.output_type == "dataURI":
         result["maskImageDataURI"] = to_data_uri(data, task.output_format)
     else:
-        result["maskImageBase64Data"] = to_data_uri(data, task.output_format).partition(",")[2]
+        result["maskImageBase64Data"] = base64.b64encode(data).decode("ascii")
     if task.upload_endpoint:
         context.put(task.upload_endpoint, data, task.output_format)
     if task.include_cost:

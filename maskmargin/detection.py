@@ -56,11 +56,6 @@ class Detection:
         x0, y0, x1, y1 = self.box
         return {"x_min": int(round(x0)), "y_min": int(round(y0)), "x_max": int(round(x1)), "y_max": int(round(y1))}
 
-    def scaled(self, sx: float, sy: float) -> "Detection":
-        """The same detection with its box scaled (mask dropped: callers rebuild it at the new size)."""
-        x0, y0, x1, y1 = self.box
-        return Detection((x0 * sx, y0 * sy, x1 * sx, y1 * sy), self.score, self.label)
-
 
 @dataclass(frozen=True)
 class ImageDetections:

@@ -48,7 +48,3 @@ def progress_for(total: int) -> Progress:
     """A progress callback that updates ComfyUI's bar and stops when the user cancels the run."""
     bar = comfy.utils.ProgressBar(total)
     return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, _total: bar.update_absolute(done))
-
-
-def check_interrupted() -> None:
-    mm.throw_exception_if_processing_interrupted()
