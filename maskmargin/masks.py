@@ -4,8 +4,11 @@ Semantics (DESIGN.md section 1):
 - padding k > 0 keeps every pixel within Euclidean distance k of a detection's shape;
   k < 0 keeps only pixels farther than |k| from anything outside that detection's shape (each
   detection shrinks on its own, then the shapes are united). The image border does not erode.
-- blur b adds a band OUTSIDE the padded mask: a pixel at distance d (0 < d <= b) from the padded mask
-  gets 1 - d / (b + 1); inside stays exactly 1, beyond the band exactly 0.
+- blur b adds a band OUTSIDE the padded mask: a pixel at distance e (0 < e <= b) from the padded mask
+  gets 1 - e / (b + 1); inside stays exactly 1, beyond the band exactly 0. The padded mask is taken
+  geometrically (every point within k of the shape), so e = d - k for a pixel at distance d from the
+  shape: one distance pass gives both, and corners fade as round as they grow. A shrunk shape is
+  eroded on the pixel grid first and the band measured from it.
 
 All work happens on torch tensors inside the union rectangle of the detections (grown by the
 padding and blur), so cost scales with the masked area, not the frame, and runs on the GPU when
@@ -52,12 +55,29 @@ def distance_within(mask: torch.Tensor, limit: int) -> torch.Tensor:
     return best.sqrt()
 
 
+def fade_by_distance(d: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
+    """Mask values from the distance `d` to a shape that is then padded by `padding` >= 0.
+
+    Geometric semantics: the padded shape is every pixel within `padding` of the shape, and a pixel
+    at distance e = d - padding > 0 from it lies in the fade band when e <= blur, with value
+    1 - e / (blur + 1). One distance computation serves both the growth and the band.
+    """
+    value = (1.0 - (d - padding) / (blur + 1)).clamp_(max=1.0)
+    return torch.where(d <= padding + blur, value, torch.zeros_like(value))
+
+
+def pad_and_fade(shape: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
+    """Float mask of a bool shape grown (or shrunk) by `padding` with the outer fade band `blur`."""
+    if padding < 0:
+        shape, padding = grow(shape, padding), 0
+    if padding == 0 and blur == 0:
+        return shape.to(torch.float32)
+    return fade_by_distance(distance_within(shape, padding + blur), padding, blur)
+
+
 def fade_outside(mask: torch.Tensor, blur: int) -> torch.Tensor:
     """Float mask: 1 inside `mask`, 1 - d/(blur+1) at distance d <= blur outside it, 0 beyond."""
-    if blur <= 0:
-        return mask.to(torch.float32)
-    d = distance_within(mask, blur)
-    return torch.where(d <= blur, 1.0 - d / (blur + 1), torch.zeros_like(d))
+    return pad_and_fade(mask, 0, blur)
 
 
 def grow(mask: torch.Tensor, padding: int) -> torch.Tensor:
@@ -75,8 +95,23 @@ def refine_mask(mask: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     For masks that are not made of separate detections (e.g. a mask returned by a remote service);
     negative padding then shrinks the union as a whole.
     """
-    core = mask > 0.5
-    return fade_outside(grow(core, padding), blur)
+    return pad_and_fade(mask > 0.5, padding, blur)
+
+
+def box_distance(rect: tuple[int, int, int, int], window: tuple[int, int, int, int],
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Exact distance from each pixel of `window` to the nearest pixel of the rectangle `rect`.
+
+    Closed form (no search): the nearest pixel of a rectangle is the pixel clamped into it, so
+    boxes, the most common detections, cost a few operations on their window.
+    """
+    x0, y0, x1, y1 = rect
+    wx0, wy0, wx1, wy1 = window
+    cols = torch.arange(wx0, wx1, device=device, dtype=torch.float32)
+    rows = torch.arange(wy0, wy1, device=device, dtype=torch.float32)
+    dx = torch.maximum(x0 - cols, cols - (x1 - 1)).clamp_(min=0)
+    dy = torch.maximum(y0 - rows, rows - (y1 - 1)).clamp_(min=0)
+    return (dy.square().unsqueeze(1) + dx.square().unsqueeze(0)).sqrt_()
 
 
 def build_mask(
@@ -84,32 +119,48 @@ def build_mask(
     padding: int,
     blur: int,
     device: torch.device | str = "cpu",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The [H, W] float32 mask for one image's detections, with padding and the fade band.
 
     Each detection is grown (or shrunk) and faded inside its own window, then combined with max:
     exact, because the distance to a union is the smallest distance to its parts and the fade falls
-    with distance; and far cheaper than one window spanning faces spread over the frame.
+    with distance; and far cheaper than one window spanning faces spread over the frame. `out`, when
+    given, is a zeroed [H, W] tensor to fill (a slice of a batch).
     """
     h, w = found.height, found.width
-    out = torch.zeros((h, w), dtype=torch.float32, device=device)
+    if out is None:
+        out = torch.zeros((h, w), dtype=torch.float32, device=device)
     reach = max(padding, 0) + max(blur, 0)
     for det in found.detections:
-        (rx0, ry0, rx1, ry1), local = det.region(w, h)
-        if not local.size or not local.any():
-            continue
-        shape = torch.from_numpy(np.ascontiguousarray(local)).to(device)
-        if padding < 0:
-            shape = _shrink_in_place_window(shape, (rx0, ry0, rx1, ry1), -padding, w, h)
-        x0, y0 = max(rx0 - reach, 0), max(ry0 - reach, 0)
-        x1, y1 = min(rx1 + reach, w), min(ry1 + reach, h)
-        core = torch.zeros((y1 - y0, x1 - x0), dtype=torch.bool, device=device)
-        core[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = shape
-        if padding > 0:
-            core = grow(core, padding)
-        window = out[y0:y1, x0:x1]
-        torch.maximum(window, fade_outside(core, blur), out=window)
+        if det.mask is None and padding >= 0:
+            rect = det.pixel_box(w, h)
+            if rect[2] <= rect[0] or rect[3] <= rect[1]:
+                continue
+            if reach == 0:
+                out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
+                continue
+            window = _grown(rect, reach, w, h)
+            values = fade_by_distance(box_distance(rect, window, out.device), padding, blur)
+        else:
+            rect, local = det.region(w, h)
+            if not local.size or not local.any():
+                continue
+            shape = torch.from_numpy(np.ascontiguousarray(local)).to(out.device)
+            if padding < 0:
+                shape = _shrink_in_place_window(shape, rect, -padding, w, h)
+            window = _grown(rect, reach, w, h)
+            core = torch.zeros((window[3] - window[1], window[2] - window[0]), dtype=torch.bool, device=out.device)
+            core[rect[1] - window[1] : rect[3] - window[1], rect[0] - window[0] : rect[2] - window[0]] = shape
+            values = pad_and_fade(core, max(padding, 0), blur)
+        target = out[window[1] : window[3], window[0] : window[2]]
+        torch.maximum(target, values, out=target)
     return out
+
+
+def _grown(rect: tuple[int, int, int, int], reach: int, width: int, height: int) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = rect
+    return max(x0 - reach, 0), max(y0 - reach, 0), min(x1 + reach, width), min(y1 + reach, height)
 
 
 def _shrink_in_place_window(
@@ -140,4 +191,8 @@ def build_masks(
     sizes = {(f.height, f.width) for f in found}
     if len(sizes) != 1:
         raise ValueError(f"images in one batch must share a size, got {sorted(sizes)}")
-    return torch.stack([build_mask(f, padding, blur, device) for f in found])
+    h, w = sizes.pop()
+    out = torch.zeros((len(found), h, w), dtype=torch.float32, device=device)
+    for b, f in enumerate(found):
+        build_mask(f, padding, blur, out=out[b])
+    return out

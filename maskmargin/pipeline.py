@@ -16,7 +16,7 @@ from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor, to_uint8_rgb
 from .masks import build_masks
-from .preview import draw_preview
+from .preview import draw_preview, thumbnails
 
 MAX_DETECTIONS = 20
 
@@ -75,6 +75,7 @@ class MaskResult:
     masks: torch.Tensor  # [B, H, W] float32
     detections: list[ImageDetections]
     preview: torch.Tensor | None  # [B, H, W, 3] float32, when asked for
+    thumbnails: torch.Tensor | None = None  # [B, h, w, 3] float32 on the CPU, when asked for
 
     def to_api(self) -> list[list[dict[str, int]]]:
         return [f.to_api() for f in self.detections]
@@ -87,15 +88,22 @@ def image_mask(
     *,
     device: torch.device | str | None = None,
     progress: Progress | None = None,
-    with_preview: bool = True,
+    with_preview: bool = False,
+    thumbnail_side: int = 0,
 ) -> MaskResult:
-    """Masks (and previews) for an IMAGE batch [B, H, W, C]; the input tensor is never modified."""
+    """Masks for an IMAGE batch [B, H, W, C]; the input tensor is never modified.
+
+    `with_preview` adds full-size previews; `thumbnail_side` > 0 adds previews no larger than that
+    (cheap: drawn from the detector's uint8 images). Both cost time, so callers ask for what they show.
+    """
     images = check_image_batch(images)
     device = device if device is not None else images.device
-    found = detect_arrays(detector, to_uint8_rgb(images), settings, progress)
+    arrays = to_uint8_rgb(images)
+    found = detect_arrays(detector, arrays, settings, progress)
     masks = build_masks(found, settings.mask_padding, settings.mask_blur, device)
     preview = draw_preview(rgb_tensor(images).to(device), masks, found) if with_preview else None
-    return MaskResult(masks, found, preview)
+    thumbs = thumbnails(arrays, masks, found, thumbnail_side) if thumbnail_side > 0 else None
+    return MaskResult(masks, found, preview, thumbs)
 
 
 def stop_check(check: Callable[[], None] | None, update: Callable[[int, int], None] | None = None) -> Progress:

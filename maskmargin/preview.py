@@ -1,7 +1,13 @@
-"""Preview images: the mask tinted over the photo and every detection's box drawn."""
+"""Preview images: the mask tinted over the photo and every detection's box drawn.
+
+Two sizes, one drawing routine: the full-size preview (a node output, made only when something
+uses it) and thumbnails for the node's own display, drawn from the uint8 images the detector
+already has, so a large batch does not pay for full-size copies and PNG encoding.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .detection import ImageDetections
@@ -13,25 +19,62 @@ BOX = torch.tensor([0.1, 1.0, 0.3])
 def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections]) -> torch.Tensor:
     """A new [B, H, W, 3] tensor: `rgb` with masks tinted at 45% and boxes outlined. Inputs are not modified."""
     out = rgb.to(torch.float32, copy=True)
-    masks = masks.to(rgb.device, torch.float32)
-    tint = TINT.to(rgb.device)
-    colour = BOX.to(rgb.device)
+    _draw(out, masks, found)
+    return out
+
+
+def thumbnails(arrays: list[np.ndarray], masks: torch.Tensor, found: list[ImageDetections],
+               max_side: int = 512) -> torch.Tensor:
+    """[B, h, w, 3] previews no larger than `max_side`, from RGB uint8 images of the batch."""
+    import cv2  # comes with mediapipe and ultralytics; its area resize is several times faster than PIL's
+
+    h, w = arrays[0].shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.empty((len(arrays), th, tw, 3), dtype=np.uint8)
+    for b, a in enumerate(arrays):
+        if scale < 1:
+            cv2.resize(a, (tw, th), dst=small[b], interpolation=cv2.INTER_AREA)
+        else:
+            small[b] = a
+    out = torch.from_numpy(small).to(torch.float32).div_(255.0)
+    # the mask sampled at each thumbnail pixel's centre: masks are smooth, and this skips the empty frame
+    rows = ((torch.arange(th) + 0.5) * (h / th)).long().clamp_(max=h - 1)
+    cols = ((torch.arange(tw) + 0.5) * (w / tw)).long().clamp_(max=w - 1)
+    _draw(out, masks, found, (tw / w, th / h), (rows.to(masks.device), cols.to(masks.device)))
+    return out
+
+
+def _draw(out: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
+          scale: tuple[float, float] = (1.0, 1.0), sample: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Tint and outline in place on `out` [B, h, w, 3]; boxes are in the source's pixels, times `scale`.
+
+    `masks` are at the source's size; `sample` gives, per output row and column, the source row and
+    column to read them at (None: same size).
+    """
+    tint = TINT.to(out.device)
+    colour = BOX.to(out.device)
+    h, w = out.shape[1:3]
+    t = max(1, round(min(h, w) / 256))  # line width grows with the image
     for b, image_found in enumerate(found):
-        ys, xs = _bounds(masks[b])
+        mask = masks[b]
+        if sample is not None:
+            mask = mask.index_select(0, sample[0]).index_select(1, sample[1])
+        mask = mask.to(out.device, torch.float32)
+        ys, xs = _bounds(mask)
         if ys is not None:  # tint only inside the mask's bounding rectangle
             window = out[b, ys, xs]
-            window.lerp_(tint.expand_as(window), 0.45 * masks[b, ys, xs].unsqueeze(-1))
-        h, w = image_found.height, image_found.width
-        t = max(1, round(min(h, w) / 256))  # line width grows with the image
+            window.lerp_(tint.expand_as(window), 0.45 * mask[ys, xs].unsqueeze(-1)).clamp_(0, 1)
         for det in image_found.detections:
-            x0, y0, x1, y1 = det.pixel_box(w, h)
+            x0, y0, x1, y1 = det.pixel_box(image_found.width, image_found.height)
+            x0, x1 = int(x0 * scale[0]), min(w, int(np.ceil(x1 * scale[0])))
+            y0, y1 = int(y0 * scale[1]), min(h, int(np.ceil(y1 * scale[1])))
             if x1 <= x0 or y1 <= y0:
                 continue
             out[b, y0 : min(y0 + t, y1), x0:x1] = colour
             out[b, max(y1 - t, y0) : y1, x0:x1] = colour
             out[b, y0:y1, x0 : min(x0 + t, x1)] = colour
             out[b, y0:y1, max(x1 - t, x0) : x1] = colour
-    return out.clamp_(0, 1)
 
 
 def _bounds(mask: torch.Tensor) -> tuple[slice | None, slice | None]:

@@ -48,3 +48,17 @@ def progress_for(total: int) -> Progress:
     """A progress callback that updates ComfyUI's bar and stops when the user cancels the run."""
     bar = comfy.utils.ProgressBar(total)
     return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, _total: bar.update_absolute(done))
+
+
+def output_used(dynprompt, node_id: str | None, index: int) -> bool:
+    """Whether any node of the running prompt reads output `index` of node `node_id`.
+
+    Lets a node skip work for an output nobody consumes; when the prompt is unknown it answers True.
+    """
+    if dynprompt is None or node_id is None:
+        return True
+    for other in dynprompt.all_node_ids():
+        for value in (dynprompt.get_node(other).get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and value[1] == index:
+                return True
+    return False

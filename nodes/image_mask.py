@@ -15,6 +15,8 @@ from ..maskmargin.registry import MODELS
 from . import comfy_env
 
 DetectorType = io.Custom("MASKMARGIN_DETECTOR")
+PREVIEW_OUTPUT = 3  # index of Image Mask's full-size preview output
+THUMBNAIL_SIDE = 512  # the node's own previews: enough to judge a mask, cheap to encode
 DetectionsType = io.Custom("MASKMARGIN_DETECTIONS")
 
 
@@ -105,8 +107,10 @@ class ImageMask(io.ComfyNode):
                 io.Mask.Output("mask", tooltip="One mask per image, 0..1."),
                 DetectionsType.Output("detections", tooltip="Regions for Mask Margin Crop."),
                 io.String.Output("detections_json", tooltip="Boxes per image in the Image Masking API's shape."),
-                io.Image.Output("preview", tooltip="Masks tinted and boxes drawn over the images."),
+                io.Image.Output("preview", tooltip="Masks tinted and boxes drawn over the images, full size "
+                                "(made only when this output is connected; the node shows small previews itself)."),
             ],
+            hidden=[io.Hidden.dynprompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -117,13 +121,16 @@ class ImageMask(io.ComfyNode):
             result = image_mask(
                 detector.detector, image, settings,
                 device=comfy_env.torch_device(), progress=comfy_env.progress_for(int(image.shape[0])),
+                with_preview=comfy_env.output_used(cls.hidden.dynprompt, cls.hidden.unique_id, PREVIEW_OUTPUT),
+                thumbnail_side=THUMBNAIL_SIDE,
             )
         except MaskMarginError as exc:
             raise _user_message(exc) from exc
         out = comfy_env.output_device()
-        masks, preview = result.masks.to(out), result.preview.to(out)
+        preview = result.preview.to(out) if result.preview is not None else None
         text = json.dumps(result.to_api())
-        return io.NodeOutput(masks, result.detections, text, preview, ui=ui.PreviewImage(preview, cls=cls))
+        return io.NodeOutput(result.masks.to(out), result.detections, text, preview,
+                             ui=ui.PreviewImage(result.thumbnails, cls=cls))
 
 
 NODES = [DetectorLoader, ImageMask]

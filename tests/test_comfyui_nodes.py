@@ -76,6 +76,19 @@ def test_image_mask_runs_on_a_batch_and_matches_the_engine(comfy, astronaut, mod
     text = history["outputs"]["8"]["text"][0]
     boxes = json.loads(text)
     assert len(boxes) == 2 and len(boxes[0]) == 1 and set(boxes[0][0]) == {"x_min", "y_min", "x_max", "y_max"}
+    shown = history["outputs"]["4"]["images"]  # the node's own previews
+    assert len(shown) == 2 and all(e["type"] == "temp" for e in shown)
+
+
+def test_preview_output_unconnected_still_shows_the_node_previews(comfy, astronaut):
+    g = graph("mediapipe_face_full", astronaut, batch=3)
+    del g["7"]  # nobody reads the full-size preview: the node skips it
+    history = comfy.run(g)
+    shown = history["outputs"]["4"]["images"]
+    assert len(shown) == 3
+    thumb = np.asarray(Image.open(comfy.temp_dir / shown[0].get("subfolder", "") / shown[0]["filename"]))
+    assert thumb.shape == (512, 512, 3)
+    assert len(saved(comfy, history, "6")) == 3
 
 
 def test_missing_yolo_file_error_names_the_folder(comfy, astronaut):

@@ -71,17 +71,30 @@ def test_blur_band_is_outside_the_padded_mask(padding, blur):
     m = box_mask(padding, blur)
     core = box_mask(padding, 0)
     assert np.all(m[core == 1] == 1.0), "inside the padded mask stays fully on"
-    padded = torch.from_numpy(core > 0.5)
-    d = distance_within(padded, blur + 2).numpy()
-    band = (d > 0) & (d <= blur)
+    if padding >= 0:  # distance from the padded box, taken geometrically: d(box) - padding
+        e = np.array([[dist_to_box(y, x) - padding for x in range(W)] for y in range(H)])
+    else:  # the box shrunk on the pixel grid, then the band measured from it
+        e = distance_within(torch.from_numpy(core > 0.5), blur + 2).numpy()
+    band = (e > 0) & (e <= blur)
+    assert band.sum() > 0
     assert np.all((m[band] > 0) & (m[band] < 1))
-    assert np.allclose(m[band], 1 - d[band] / (blur + 1))
-    assert np.all(m[d > blur] == 0), "nothing beyond the band"
+    assert np.allclose(m[band], 1 - e[band] / (blur + 1), atol=1e-6)
+    assert np.all(m[e > blur] == 0), "nothing beyond the band"
     # monotone fall along a row leaving the mask to the left
     row = 20
     edge = int(np.flatnonzero(core[row])[0])
     profile = m[row, max(edge - blur - 2, 0) : edge + 1]
     assert np.all(np.diff(profile) >= 0) and profile[-1] == 1 and profile[0] == 0
+
+
+def test_segmentation_shape_and_box_give_the_same_mask():
+    """The closed-form box path and the distance search agree on a box-shaped segmentation."""
+    shape = np.ones((10, 10), bool)
+    seg = Detection(BOX, 0.9, "face", mask=shape, mask_box=(20, 15, 30, 25))
+    for padding, blur in [(0, 0), (0, 3), (4, 4), (2, 7)]:
+        as_box = box_mask(padding, blur)
+        as_seg = build_mask(ImageDetections(W, H, (seg,)), padding, blur).numpy()
+        assert np.allclose(as_box, as_seg, atol=1e-6), (padding, blur)
 
 
 def test_distance_matches_brute_force():

@@ -160,7 +160,7 @@ def test_grayscale_and_rgba_batches_give_the_same_masks():
     settings = MaskSettings(0.25, 6, 4, 4)
     batch = torch.stack([rgb, rgb])
     before = batch.clone()
-    a = image_mask(det, batch, settings)
+    a = image_mask(det, batch, settings, with_preview=True, thumbnail_side=128)
     assert torch.equal(batch, before), "input not modified"
     b = image_mask(det, rgba.unsqueeze(0), settings)
     g = image_mask(det, gray.unsqueeze(0), settings)
@@ -168,6 +168,16 @@ def test_grayscale_and_rgba_batches_give_the_same_masks():
     assert torch.equal(a.masks[0], a.masks[1]) and torch.equal(a.masks[0], b.masks[0])
     assert len(g.detections[0].detections) == 1
     assert a.preview[0, 0, 0].tolist() == pytest.approx(rgb[0, 0].tolist()), "preview leaves unmasked pixels"
+    assert b.preview is None and b.thumbnails is None, "previews only when asked for"
+    # thumbnails: 128 px, the box outline drawn at a quarter of the box's position, tint where the mask is
+    assert a.thumbnails.shape == (2, 128, 128, 3)
+    box = a.detections[0].detections[0].pixel_box(512, 512)
+    x0, y0 = box[0] // 4, box[1] // 4
+    assert a.thumbnails[0, y0 + 2, x0].tolist() == pytest.approx([0.1, 1.0, 0.3])
+    cy, cx = (box[1] + box[3]) // 8, (box[0] + box[2]) // 8
+    block = a.preview[0, cy * 4 : cy * 4 + 4, cx * 4 : cx * 4 + 4].mean(dim=(0, 1))
+    assert a.thumbnails[0, cy, cx].tolist() == pytest.approx(block.tolist(), abs=0.01), "tinted like the preview"
+    assert a.thumbnails[0, 0, 0].tolist() == pytest.approx(rgb[0:4, 0:4].mean(dim=(0, 1)).tolist(), abs=0.01)
 
 
 def test_empty_batch_is_a_clear_error():

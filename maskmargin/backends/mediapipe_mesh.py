@@ -37,7 +37,7 @@ class MeshDetector(Detector):
         h, w = image.shape[:2]
         out = []
         for face, keypoints in self.faces.faces(image, confidence):
-            points = self._landmarks(image, face)
+            points = self._landmarks(image, face, keypoints)
             if points is not None:
                 polygons = [outline(shape, points) for shape in self.shapes]
                 label = self.spec.option
@@ -47,19 +47,26 @@ class MeshDetector(Detector):
             out.append(shape_detection(polygons, face.score, label, w, h))
         return out
 
-    def _landmarks(self, image: np.ndarray, face: Detection) -> np.ndarray | None:
-        """All mesh landmarks in image pixels for this face, or None when the mesh finds none."""
+    def _landmarks(self, image: np.ndarray, face: Detection, keypoints: np.ndarray) -> np.ndarray | None:
+        """All mesh landmarks in image pixels for this face, or None when the mesh finds none.
+
+        The crop is turned so that the eyes (BlazeFace keypoints 0 and 1) lie level, as MediaPipe's
+        own pipeline does: the mesh model is trained on upright faces and drifts on tilted ones.
+        """
         x0, y0, x1, y1 = face.box
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+        angle = 0.0
+        if len(keypoints) >= 2:
+            d = keypoints[1] - keypoints[0]
+            angle = float(np.arctan2(d[1], d[0]))
         for scale in CROP_SCALES:
             side = max(x1 - x0, y1 - y0) * scale
-            left, top = cx - side / 2, cy - side / 2
-            crop = _square_crop(image, left, top, side)
+            crop, to_image = _turned_crop(image, centre, side, angle)
             with self._lock:
                 norm = self._mesh(crop)
             if norm is None:
                 continue
-            points = norm * side + np.array([left, top])
+            points = (norm * CROP_SIZE) @ to_image[:, :2].T + to_image[:, 2]
             nose = points[1]
             if x0 <= nose[0] <= x1 and y0 <= nose[1] <= y1:  # the mesh found this face, not a neighbour
                 return points
@@ -71,14 +78,21 @@ class MeshDetector(Detector):
             close_quietly(self._mesh_graph)
 
 
-def _square_crop(image: np.ndarray, left: float, top: float, side: float) -> np.ndarray:
-    """CROP_SIZE x CROP_SIZE view of image[top:top+side, left:left+side], black past the borders."""
-    pil = Image.fromarray(image)
-    # an affine crop+resize in one resampling; pixels outside the image come out black
-    scale = side / CROP_SIZE
-    out = pil.transform((CROP_SIZE, CROP_SIZE), Image.Transform.AFFINE, (scale, 0, left, 0, scale, top),
-                        resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
-    return np.asarray(out)
+def _turned_crop(image: np.ndarray, centre: np.ndarray, side: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """A CROP_SIZE square of the image around `centre`, `side` pixels wide, turned by `angle` (radians).
+
+    Returns the crop (black past the image borders) and the 2x3 affine map from crop pixels to image
+    pixels.
+    """
+    s = side / CROP_SIZE
+    cos, sin = np.cos(angle) * s, np.sin(angle) * s
+    half = CROP_SIZE / 2
+    to_image = np.array([[cos, -sin, centre[0] - (cos - sin) * half],
+                         [sin, cos, centre[1] - (sin + cos) * half]])
+    # PIL's affine transform maps output pixels to input pixels: exactly `to_image`, in one resampling
+    out = Image.fromarray(image).transform((CROP_SIZE, CROP_SIZE), Image.Transform.AFFINE, tuple(to_image.ravel()),
+                                           resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    return np.asarray(out), to_image
 
 
 def _make_mesh(model_folders: tuple[Path, ...]):
