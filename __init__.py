@@ -10,13 +10,14 @@ except ModuleNotFoundError as exc:
     if not (exc.name or "").startswith("comfy"):
         raise
 else:
+    from .nodes.crop_stitch import NODES as CROP_STITCH_NODES
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
 
     WEB_DIRECTORY = "./js"
 
     class MaskMarginExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
-            return [*IMAGE_MASK_NODES]
+            return [*IMAGE_MASK_NODES, *CROP_STITCH_NODES]
 
     async def comfy_entrypoint() -> MaskMarginExtension:
         return MaskMarginExtension()

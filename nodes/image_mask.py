@@ -47,7 +47,7 @@ def _user_file(model: str, dirs) -> str:
     return model
 
 
-def _user_message(exc: MaskMarginError) -> RuntimeError:
+def user_error(exc: MaskMarginError) -> RuntimeError:
     return RuntimeError(f"MaskMargin: {exc.message}")
 
 
@@ -78,7 +78,7 @@ class DetectorLoader(io.ComfyNode):
         try:
             detector = load_detector(_user_file(model, dirs), dirs, str(comfy_env.torch_device()))
         except MaskMarginError as exc:
-            raise _user_message(exc) from exc
+            raise user_error(exc) from exc
         return io.NodeOutput(LoadedDetector(detector, model))
 
 
@@ -125,7 +125,7 @@ class ImageMask(io.ComfyNode):
                 thumbnail_side=THUMBNAIL_SIDE,
             )
         except MaskMarginError as exc:
-            raise _user_message(exc) from exc
+            raise user_error(exc) from exc
         out = comfy_env.output_device()
         preview = result.preview.to(out) if result.preview is not None else None
         text = json.dumps(result.to_api())

@@ -1,0 +1,219 @@
+"""Mask Margin Crop: every masked region of every image, cut out with context and zoomed to a working size.
+
+For each region (see regions.py) the crop window is its box plus `margin` pixels of context per
+side, grown to the working size's aspect ratio by adding more context (never by distorting). The
+window keeps its centre even at the image border: the part past the border is filled by repeating
+the edge pixels (the crop mask is 0 there), so the region never shifts inside the crop. Window sides
+are whole multiples of the working size's reduced ratio (e.g. 13:19 for 832x1216), so the zoom is
+the same on both axes, and the working size is a multiple of 8, so a VAE round trip shifts nothing.
+
+All crops come out as one batch for one sampler call; the STITCH value (a `CropResult`) remembers
+where each one goes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .detection import ImageDetections
+from .errors import InvalidParameter
+from .images import check_image_batch, rgb_tensor
+from .regions import Box, Region, find_regions, merge
+from .resample import resize
+
+# name -> (width, height); the sizes the base models were trained at
+WORKING_SIZES: dict[str, tuple[int, int]] = {
+    "512x512 (SD1.5)": (512, 512),
+    "512x768 (SD1.5 portrait)": (512, 768),
+    "768x512 (SD1.5 landscape)": (768, 512),
+    "768x768 (SD2)": (768, 768),
+    "1024x1024 (SDXL, Flux)": (1024, 1024),
+    "896x1152 (SDXL portrait)": (896, 1152),
+    "832x1216 (SDXL portrait)": (832, 1216),
+    "1152x896 (SDXL landscape)": (1152, 896),
+    "1216x832 (SDXL landscape)": (1216, 832),
+}
+MAX_WORKING_SIDE = 4096
+MAX_MARGIN = 4096
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """Validated on creation: errors name the parameter, values are never clamped."""
+
+    width: int = 512
+    height: int = 512
+    margin: int = 32
+    min_region_size: int = 8
+    merge_overlapping: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value in (("width", self.width), ("height", self.height)):
+            if not isinstance(value, int) or not 64 <= value <= MAX_WORKING_SIDE or value % 8:
+                raise InvalidParameter(f"working {name} must be a multiple of 8 from 64 to {MAX_WORKING_SIDE} "
+                                       f"(the VAE works on 8-pixel blocks), got {value!r}", parameter=name)
+        if not isinstance(self.margin, int) or not 0 <= self.margin <= MAX_MARGIN:
+            raise InvalidParameter(f"mask_margin must be an integer from 0 to {MAX_MARGIN}, got {self.margin!r}",
+                                   parameter="mask_margin")
+        if not isinstance(self.min_region_size, int) or self.min_region_size < 0:
+            raise InvalidParameter(f"min_region_size must be an integer >= 0, got {self.min_region_size!r}",
+                                   parameter="min_region_size")
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One crop: which image, the region it stitches back, and its window in that image's pixels."""
+
+    image: int
+    region: Region
+    window: Box  # may reach past the image's borders
+
+
+@dataclass(frozen=True)
+class CropResult:
+    """What Mask Margin Crop returns; the object itself is the STITCH value."""
+
+    crops: torch.Tensor  # [N, height, width, 3]
+    crop_masks: torch.Tensor  # [N, height, width]
+    source: torch.Tensor  # the input IMAGE batch, never modified
+    masks: torch.Tensor  # [B, H, W] the full-size masks the blend follows
+    plan: tuple[Crop, ...]  # one per crop; empty when no image had a region (see placeholder)
+    width: int
+    height: int
+
+    @property
+    def placeholder(self) -> bool:
+        """True when no image had a region: `crops` then holds one stand-in that stitching ignores."""
+        return not self.plan
+
+    def zooms(self) -> list[float]:
+        """Working pixels per source pixel, per crop."""
+        return [self.width / (c.window[2] - c.window[0]) for c in self.plan]
+
+
+def crop_window(box: Box, margin: int, width: int, height: int) -> Box:
+    """The window around `box` with `margin` context per side, grown to width:height exactly."""
+    g = math.gcd(width, height)
+    unit_w, unit_h = width // g, height // g
+    need_w, need_h = box[2] - box[0] + 2 * margin, box[3] - box[1] + 2 * margin
+    k = max(1, math.ceil(max(need_w / unit_w, need_h / unit_h)))
+    cw, ch = k * unit_w, k * unit_h
+    x0 = (box[0] + box[2] - cw) // 2
+    y0 = (box[1] + box[3] - ch) // 2
+    return x0, y0, x0 + cw, y0 + ch
+
+
+def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, settings: CropSettings) -> list[Crop]:
+    """The crops of a batch of [B, H, W] masks, image by image."""
+    plan = []
+    for b in range(masks.shape[0]):
+        found = detections[b] if detections is not None else None
+        regions = find_regions(masks[b], found, settings.min_region_size)
+        if settings.merge_overlapping:
+            regions = _merge_overlapping(regions, settings)
+        plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
+    return plan
+
+
+def _merge_overlapping(regions: list[Region], settings: CropSettings) -> list[Region]:
+    """Merge regions whose crop windows overlap until none do (merged windows are larger: check again)."""
+    regions = list(regions)
+    changed = True
+    while changed:
+        changed = False
+        windows = [crop_window(r.box, settings.margin, settings.width, settings.height) for r in regions]
+        for i in range(len(regions)):
+            for j in range(i + 1, len(regions)):
+                if _overlap(windows[i], windows[j]):
+                    regions[i] = merge(regions[i], regions[j])
+                    del regions[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return regions
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def window_pixels(x: torch.Tensor, window: Box) -> torch.Tensor:
+    """x[y0:y1, x0:x1] for a window that may pass the borders, the edge pixels repeated past them."""
+    h, w = x.shape[:2]
+    x0, y0, x1, y1 = window
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return x[y0:y1, x0:x1]
+    rows = torch.arange(y0, y1, device=x.device).clamp_(0, h - 1)
+    cols = torch.arange(x0, x1, device=x.device).clamp_(0, w - 1)
+    return x.index_select(0, rows).index_select(1, cols)
+
+
+def owned_mask(mask: torch.Tensor, crop: Crop) -> torch.Tensor:
+    """The crop's window of `mask` keeping only the pixels its region owns: the sampler repaints those
+    and leaves a neighbour's part of the mask as context (its own crop repaints it)."""
+    x0, y0, x1, y1 = crop.window
+    rx0, ry0, rx1, ry1 = crop.region.box
+    out = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=mask.device)
+    owned = torch.from_numpy(crop.region.owned).to(mask.device)
+    out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = torch.where(owned, mask[ry0:ry1, rx0:rx1], 0.0)
+    return out
+
+
+def check_masks(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """A [B, H, W] float mask batch matching the images: one mask is shared by every image."""
+    if not isinstance(masks, torch.Tensor):
+        raise InvalidParameter(f"mask must be a tensor, got {type(masks).__name__}", parameter="mask")
+    if masks.ndim == 2:
+        masks = masks.unsqueeze(0)
+    if masks.ndim != 3 or masks.shape[0] == 0:
+        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}",
+                               parameter="mask")
+    b, h, w = images.shape[:3]
+    if tuple(masks.shape[1:]) != (h, w):
+        raise InvalidParameter(f"the mask is {masks.shape[2]}x{masks.shape[1]} but the image is {w}x{h}: "
+                               f"make the mask from this image (or resize it to match)", parameter="mask")
+    if masks.shape[0] not in (1, b):
+        raise InvalidParameter(f"{masks.shape[0]} masks for {b} images: give one mask, or one per image",
+                               parameter="mask")
+    return masks.expand(b, h, w).to(torch.float32)
+
+
+def mask_margin_crop(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    settings: CropSettings,
+    detections: list[ImageDetections] | None = None,
+    device: torch.device | str | None = None,
+    progress=None,
+) -> CropResult:
+    """Crop every region of every image to settings.width x settings.height. Inputs are not modified."""
+    images = check_image_batch(images)
+    masks = check_masks(images, masks)
+    if detections is not None:
+        if len(detections) != images.shape[0]:
+            raise InvalidParameter(f"{len(detections)} detection sets for {images.shape[0]} images: connect the "
+                                   f"detections made from this image batch", parameter="detections")
+        h, w = images.shape[1:3]
+        if any((d.width, d.height) != (w, h) for d in detections):
+            raise InvalidParameter("the detections were made on images of another size than these",
+                                   parameter="detections")
+    rgb = rgb_tensor(images)
+    device = torch.device(device) if device is not None else images.device
+    plan = plan_crops(masks, detections, settings)
+    crops, crop_masks = [], []
+    for i, c in enumerate(plan):
+        pixels = window_pixels(rgb[c.image], c.window).to(device)
+        crops.append(resize(pixels, settings.height, settings.width))
+        owned = owned_mask(masks[c.image], c).to(device)
+        crop_masks.append(resize(owned, settings.height, settings.width).clamp_(0, 1))
+        if progress is not None:
+            progress(i + 1, len(plan))
+    if not plan:  # a stand-in so the sampler step still runs; stitching ignores it
+        crops.append(resize(rgb[0].to(device), settings.height, settings.width))
+        crop_masks.append(torch.zeros((settings.height, settings.width), device=device))
+    return CropResult(torch.stack(crops), torch.stack(crop_masks), images, masks, tuple(plan),
+                      settings.width, settings.height)

@@ -1,0 +1,108 @@
+"""Masked regions of one image: what Mask Margin Crop cuts out, one crop per region.
+
+A region is a bounding box plus the mask pixels it owns. Every mask pixel is owned by at most one
+region, so stitching is a plain per-pixel choice: no paste order, no averaging of two inpaintings
+(which would ghost where they disagree).
+
+- From the mask alone, each 8-connected part of `mask > 0` is a region.
+- With detections, each detection is a region: a part of the mask touched by one detection goes to
+  it; a part touched by several (faces whose masks run together) is split, each pixel going to the
+  nearest detection box; a part touched by none becomes a region of its own, so no masked pixel is
+  left out by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .detection import ImageDetections
+from .masks import box_distance
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
+
+
+@dataclass(frozen=True)
+class Region:
+    box: Box
+    owned: np.ndarray  # bool [y1 - y0, x1 - x0]: the mask pixels (mask > 0) this region stitches back
+    label: str = ""
+
+    @property
+    def size(self) -> int:
+        """The larger side of the box, in pixels."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+def union_box(a: Box, b: Box) -> Box:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def merge(a: Region, b: Region) -> Region:
+    """One region covering both, owning what either owned."""
+    box = union_box(a.box, b.box)
+    owned = np.zeros((box[3] - box[1], box[2] - box[0]), dtype=bool)
+    for r in (a, b):
+        x0, y0 = r.box[0] - box[0], r.box[1] - box[1]
+        owned[y0 : y0 + r.owned.shape[0], x0 : x0 + r.owned.shape[1]] |= r.owned
+    label = a.label if a.label == b.label or not b.label else f"{a.label}+{b.label}" if a.label else b.label
+    return Region(box, owned, label)
+
+
+def find_regions(mask: torch.Tensor, found: ImageDetections | None = None, min_size: int = 0) -> list[Region]:
+    """Regions of one [H, W] mask, largest first within each kind; regions smaller than `min_size` dropped."""
+    import cv2  # comes with mediapipe and ultralytics: connected parts in C, a few ms on a 4K frame
+
+    on = np.ascontiguousarray((mask > 0).to("cpu", torch.uint8).numpy())
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
+    parts = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in stats[1:count, :5]]
+    if found is None:
+        regions = [Region(box, labels[box[1] : box[3], box[0] : box[2]] == k + 1) for k, box in enumerate(parts)]
+    else:
+        regions = _by_detection(labels, parts, found)
+    return [r for r in regions if r.size >= min_size]
+
+
+def _by_detection(labels: np.ndarray, parts: list[Box], found: ImageDetections) -> list[Region]:
+    h, w = labels.shape
+    boxes = [d.pixel_box(w, h) for d in found.detections]
+    touching: dict[int, list[int]] = {}  # part index -> detections whose box holds some of its pixels
+    for j, (x0, y0, x1, y1) in enumerate(boxes):
+        for k in np.unique(labels[y0:y1, x0:x1]):
+            if k:
+                touching.setdefault(int(k) - 1, []).append(j)
+    pieces: dict[int, list[Region]] = {}  # detection -> pieces of the mask it owns
+    orphans: list[Region] = []
+    for k, box in enumerate(parts):
+        part = labels[box[1] : box[3], box[0] : box[2]] == k + 1
+        owners = touching.get(k, [])
+        if not owners:
+            orphans.append(Region(box, part, "mask"))
+        elif len(owners) == 1:
+            pieces.setdefault(owners[0], []).append(Region(box, part))
+        else:  # split between the detections: each pixel to the nearest box (ties: the higher score)
+            dist = torch.stack([box_distance(boxes[j], box) for j in owners]).numpy()
+            nearest = dist.argmin(axis=0)
+            for i, j in enumerate(owners):
+                pieces.setdefault(j, []).append(_tight(box, part & (nearest == i)))
+    regions = []
+    for j, det in enumerate(found.detections):
+        owned = [p for p in pieces.get(j, []) if p.owned.any()]
+        if not owned:
+            continue  # nothing of the mask left to inpaint for this detection
+        region = Region(boxes[j], np.zeros((boxes[j][3] - boxes[j][1], boxes[j][2] - boxes[j][0]), bool), det.label)
+        for piece in owned:
+            region = merge(region, piece)
+        regions.append(Region(region.box, region.owned, det.label))
+    return regions + orphans
+
+
+def _tight(box: Box, owned: np.ndarray) -> Region:
+    """The region of `owned` (placed at `box`) with its box shrunk to the pixels it owns."""
+    rows, cols = np.flatnonzero(owned.any(axis=1)), np.flatnonzero(owned.any(axis=0))
+    if not len(rows):
+        return Region(box, owned)
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    return Region((box[0] + x0, box[1] + y0, box[0] + x1, box[1] + y1), owned[y0:y1, x0:x1])

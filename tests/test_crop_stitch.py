@@ -1,0 +1,255 @@
+"""Mask Margin Crop and Inpaint Stitch: geometry, exact blending, batches, borders and overlaps."""
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from maskmargin.crop import CropSettings, crop_window, mask_margin_crop
+from maskmargin.detection import Detection, ImageDetections
+from maskmargin.errors import InvalidParameter
+from maskmargin.masks import build_mask
+from maskmargin.stitch import inpaint_stitch
+
+ASTRONAUT = torch.from_numpy(data.astronaut()).float().div(255)  # 512 x 512 x 3
+
+
+def faded_boxes(w: int, h: int, boxes, padding=0, blur=6) -> torch.Tensor:
+    found = ImageDetections(w, h, tuple(Detection(tuple(map(float, b)), 0.9, "face") for b in boxes))
+    return build_mask(found, padding, blur)
+
+
+def photo(h=512, w=512) -> torch.Tensor:
+    """A real photo at any size (the astronaut tiled), as one [h, w, 3] image."""
+    reps = (-(-h // 512), -(-w // 512), 1)
+    return ASTRONAUT.repeat(*reps)[:h, :w].contiguous()
+
+
+def test_identity_round_trip_exact_outside_and_close_inside():
+    mask = faded_boxes(512, 512, [(170, 60, 290, 190), (20, 300, 90, 380)])
+    image = photo().unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(512, 512, 32))
+    assert c.crops.shape == (2, 512, 512, 3) and c.crop_masks.shape == (2, 512, 512)
+    out = inpaint_stitch(c, c.crops)
+    outside = mask == 0
+    assert torch.equal(out[0][outside], image[0][outside]), "mask 0: bit-identical"
+    err = (out[0] - image[0]).abs()[~outside]
+    assert err.mean() < 0.01 and err.max() < 0.25, "inside: resampling error only"
+
+
+def test_constant_colour_crops_fill_the_mask_and_blend_monotone():
+    grey = torch.full((1, 300, 400, 3), 0.2)
+    mask = faded_boxes(400, 300, [(150, 100, 250, 180)], blur=8)
+    c = mask_margin_crop(grey, mask, CropSettings(512, 512, 24))
+    out = inpaint_stitch(c, torch.full_like(c.crops, 0.9))[0]
+    assert torch.equal(out[mask == 0], grey[0][mask == 0])
+    assert torch.allclose(out[mask == 1], torch.full_like(out[mask == 1], 0.9), atol=1e-6)
+    row = out[140, 130:152, 0]  # leaving the box to the left through the 8 px band
+    assert row[0] == pytest.approx(0.2) and row[-1] == pytest.approx(0.9)
+    assert torch.all(torch.diff(row) >= -1e-7), "the band falls monotonically"
+    band = (mask > 0) & (mask < 1)
+    expected = 0.2 + mask[band] * 0.7
+    assert torch.allclose(out[band][:, 0], expected, atol=1e-6), "the blend follows the mask's own fade"
+
+
+def test_windows_keep_the_working_aspect_and_contain_the_region_with_its_margin():
+    for width, height in [(512, 512), (832, 1216), (1216, 832), (768, 512)]:
+        for box in [(10, 20, 50, 200), (100, 100, 400, 130), (0, 0, 7, 7)]:
+            x0, y0, x1, y1 = crop_window(box, 16, width, height)
+            assert (x1 - x0) * height == (y1 - y0) * width, "same zoom on both axes"
+            assert x0 <= box[0] - 16 and y0 <= box[1] - 16 and x1 >= box[2] + 16 and y1 >= box[3] + 16
+
+
+def test_several_regions_per_image_each_get_a_crop_centred_on_them():
+    mask = faded_boxes(640, 480, [(40, 40, 100, 120), (300, 200, 360, 260), (520, 380, 600, 460)], blur=0)
+    image = photo(480, 640).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(256, 256, 16))
+    assert len(c.plan) == 3
+    for crop, region_mask in zip(c.plan, c.crop_masks):
+        x0, y0, x1, y1 = crop.window
+        rx0, ry0, rx1, ry1 = crop.region.box
+        assert abs((x0 + x1) - (rx0 + rx1)) <= 1 and abs((y0 + y1) - (ry0 + ry1)) <= 1
+        centre = region_mask[128, 128]
+        assert centre == 1.0, "the region sits in the middle of its crop"
+    # the crop mask shows only its own region, not a neighbour's part of the mask
+    assert c.crop_masks[0][c.crop_masks[0] > 0].numel() < 256 * 256
+
+
+def test_batch_of_three_with_zero_one_and_four_regions():
+    images = torch.stack([photo(256, 320)] * 3)
+    masks = torch.stack([
+        torch.zeros(256, 320),
+        faded_boxes(320, 256, [(100, 80, 160, 150)]),
+        faded_boxes(320, 256, [(10, 10, 40, 40), (200, 20, 240, 60), (20, 180, 60, 240), (250, 190, 300, 240)],
+                    blur=3),
+    ])
+    c = mask_margin_crop(images, masks, CropSettings(128, 128, 8))
+    assert [p.image for p in c.plan] == [1, 2, 2, 2, 2] and c.crops.shape[0] == 5
+    out = inpaint_stitch(c, torch.zeros_like(c.crops))
+    assert torch.equal(out[0], images[0]), "an image without a region passes through untouched"
+    for b in (1, 2):
+        assert torch.equal(out[b][masks[b] == 0], images[b][masks[b] == 0])
+        assert torch.all(out[b][masks[b] == 1] == 0)
+
+
+def test_regions_touching_every_border_pad_instead_of_shifting():
+    h, w = 200, 300
+    boxes = [(0, 0, 40, 30), (260, 0, 300, 40), (0, 170, 50, 200), (250, 160, 300, 200), (130, 0, 170, 20),
+             (0, 80, 20, 120)]
+    mask = faded_boxes(w, h, boxes, blur=0)
+    image = photo(h, w).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
+    assert len(c.plan) == len(boxes)
+    for crop in c.plan:
+        x0, y0, x1, y1 = crop.window
+        assert x0 < 0 or y0 < 0 or x1 > w or y1 > h, "the window passes the border"
+        rx0, ry0, rx1, ry1 = crop.region.box
+        assert abs((x0 + x1) - (rx0 + rx1)) <= 1 and abs((y0 + y1) - (ry0 + ry1)) <= 1, "centred, not shifted"
+    first = c.plan[0]  # the top-left corner region: its crop repeats the image's corner pixel past the border
+    assert first.window[0] < 0 and first.window[1] < 0
+    assert torch.allclose(c.crops[0, 0, 0], image[0, 0, 0], atol=1e-6)
+    assert c.crop_masks[0, 0, 0] == 0, "nothing to inpaint past the border"
+    out = inpaint_stitch(c, c.crops)
+    assert torch.equal(out[0][mask == 0], image[0][mask == 0])
+    assert (out[0] - image[0]).abs()[mask > 0].mean() < 0.02
+
+
+def test_region_larger_than_the_working_size_is_scaled_down():
+    mask = faded_boxes(1000, 800, [(100, 100, 900, 700)], blur=4)
+    image = photo(800, 1000).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(256, 256, 8))
+    (zoom,) = c.zooms()
+    assert zoom < 0.35 and c.crops.shape == (1, 256, 256, 3)
+    out = inpaint_stitch(c, torch.full_like(c.crops, 0.5))
+    assert torch.equal(out[0][mask == 0], image[0][mask == 0])
+    assert torch.allclose(out[0][mask == 1], torch.tensor(0.5), atol=1e-6)
+
+
+def test_tiny_region_is_zoomed_at_least_eight_times():
+    image = torch.full((1, 300, 300, 3), 0.1)
+    image[0, 150:160, 150:160] = torch.tensor([0.8, 0.4, 0.2])
+    mask = faded_boxes(300, 300, [(150, 150, 160, 160)], blur=0)
+    c = mask_margin_crop(image, mask, CropSettings(512, 512, 4, min_region_size=2))
+    (zoom,) = c.zooms()
+    assert zoom >= 8
+    assert torch.allclose(c.crops[0, 256, 256], torch.tensor([0.8, 0.4, 0.2]), atol=1e-5), "the patch fills the centre"
+    assert c.crop_masks[0, 256, 256] == 1 and c.crop_masks[0, 5, 5] == 0
+    out = inpaint_stitch(c, c.crops)
+    assert torch.equal(out[0][mask == 0], image[0][mask == 0])
+    assert torch.allclose(out[0, 151:159, 151:159], image[0, 151:159, 151:159], atol=0.02), "inside the patch"
+    assert (out - image).abs().max() < 0.2, "its edge pixels: the resampling blur of a hard edge"
+
+
+def test_small_regions_below_the_minimum_are_ignored():
+    mask = faded_boxes(200, 200, [(10, 10, 14, 14), (100, 100, 140, 140)], blur=0)
+    c = mask_margin_crop(photo(200, 200).unsqueeze(0), mask, CropSettings(128, 128, 8, min_region_size=8))
+    assert len(c.plan) == 1 and c.plan[0].region.box == (100, 100, 140, 140)
+
+
+def test_overlapping_crops_stitch_independently_of_order():
+    # two regions close together: their windows overlap, each pixel still goes to its own region's crop
+    mask = faded_boxes(300, 200, [(100, 80, 140, 120), (150, 80, 190, 120)], blur=3)
+    image = photo(200, 300).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(128, 128, 32))
+    a, b = c.plan
+    ax0, _, ax1, _ = a.window
+    bx0, _, bx1, _ = b.window
+    assert ax0 < bx1 and bx0 < ax1, "the windows overlap"
+    colours = torch.stack([torch.full((128, 128, 3), 1.0), torch.full((128, 128, 3), 0.0)])
+    out = inpaint_stitch(c, colours)[0]
+    swapped = type(c)(c.crops.flip(0), c.crop_masks.flip(0), c.source, c.masks, c.plan[::-1], c.width, c.height)
+    assert torch.equal(inpaint_stitch(swapped, colours.flip(0))[0], out), "paste order does not matter"
+    assert torch.all(out[100, 100:140] == 1.0) and torch.all(out[100, 150:190] == 0.0)
+
+
+def test_merge_overlapping_makes_one_crop():
+    mask = faded_boxes(300, 200, [(100, 80, 140, 120), (150, 80, 190, 120)], blur=3)
+    c = mask_margin_crop(photo(200, 300).unsqueeze(0), mask, CropSettings(128, 128, 32, merge_overlapping=True))
+    assert len(c.plan) == 1 and c.plan[0].region.box[0] <= 97 and c.plan[0].region.box[2] >= 193
+    out = inpaint_stitch(c, torch.zeros_like(c.crops))
+    assert torch.all(out[0][mask == 1] == 0)
+
+
+def test_detections_split_masks_that_run_together():
+    boxes = [(60, 60, 120, 120), (124, 60, 184, 120)]  # masks padded by 8 touch and join
+    found = ImageDetections(256, 200, tuple(Detection(tuple(map(float, b)), s, "face")
+                                            for b, s in zip(boxes, (0.9, 0.8))))
+    mask = build_mask(found, 8, 4)
+    image = photo(200, 256).unsqueeze(0)
+    by_parts = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
+    assert len(by_parts.plan) == 1, "one connected part without detections"
+    c = mask_margin_crop(image, mask, CropSettings(128, 128, 16), detections=[found])
+    assert len(c.plan) == 2 and [p.region.label for p in c.plan] == ["face", "face"]
+    a, b = (p.region for p in c.plan)
+    full = []
+    for r in (a, b):
+        m = np.zeros((200, 256), bool)
+        m[r.box[1] : r.box[3], r.box[0] : r.box[2]] = r.owned
+        full.append(m)
+    assert not (full[0] & full[1]).any(), "each pixel has one owner"
+    assert np.array_equal(full[0] | full[1], (mask > 0).numpy()), "every masked pixel has an owner"
+    assert full[0][90, 121] and full[1][90, 123], "split at the gap between the boxes"
+
+
+def test_no_region_in_the_whole_batch_gives_a_placeholder_and_a_pass_through():
+    images = torch.stack([photo(128, 160)] * 2)
+    c = mask_margin_crop(images, torch.zeros(1, 128, 160), CropSettings(64, 64, 8))
+    assert c.placeholder and c.crops.shape == (1, 64, 64, 3) and torch.all(c.crop_masks == 0)
+    out = inpaint_stitch(c, torch.rand(1, 64, 64, 3))
+    assert torch.equal(out, images) and out.data_ptr() != images.data_ptr()
+
+
+def test_inputs_are_never_modified_and_channels_become_rgb():
+    rgba = torch.cat([photo(128, 128), torch.full((128, 128, 1), 0.5)], dim=-1).unsqueeze(0)
+    gray = photo(128, 128).mean(-1, keepdim=True).unsqueeze(0)
+    mask = faded_boxes(128, 128, [(40, 40, 80, 80)]).unsqueeze(0)
+    for image in (rgba, gray):
+        before, mask_before = image.clone(), mask.clone()
+        c = mask_margin_crop(image, mask, CropSettings(64, 64, 8))
+        inpainted = c.crops.clone()
+        out = inpaint_stitch(c, inpainted)
+        assert torch.equal(image, before) and torch.equal(mask, mask_before) and torch.equal(inpainted, c.crops)
+        assert c.crops.shape[-1] == 3 and out.shape == (1, 128, 128, 3)
+        assert torch.equal(out[0][mask[0] == 0], image[0][mask[0] == 0][:, :1].expand(-1, 3)
+                           if image.shape[-1] == 1 else image[0][mask[0] == 0][:, :3])
+
+
+def test_sampler_output_of_another_size_is_scaled_back():
+    mask = faded_boxes(256, 256, [(100, 100, 150, 150)])
+    c = mask_margin_crop(photo(256, 256).unsqueeze(0), mask, CropSettings(512, 512, 16))
+    out = inpaint_stitch(c, torch.full((1, 384, 384, 3), 0.25))
+    assert torch.allclose(out[0][mask == 1], torch.tensor(0.25), atol=1e-6)
+
+
+def test_bad_inputs_are_clear_errors():
+    image = photo(128, 128).unsqueeze(0)
+    mask = torch.zeros(1, 128, 128)
+    with pytest.raises(InvalidParameter, match="multiple of 8") as e:
+        CropSettings(500, 512)
+    assert e.value.parameter == "width"
+    with pytest.raises(InvalidParameter, match="mask_margin"):
+        CropSettings(512, 512, -1)
+    with pytest.raises(InvalidParameter, match="mask is 64x64 but the image is 128x128"):
+        mask_margin_crop(image, torch.zeros(1, 64, 64), CropSettings())
+    with pytest.raises(InvalidParameter, match="2 masks for 1 images"):
+        mask_margin_crop(image, torch.zeros(2, 128, 128), CropSettings())
+    with pytest.raises(InvalidParameter, match="2 detection sets for 1 images"):
+        mask_margin_crop(image, mask, CropSettings(), detections=[ImageDetections(128, 128, ())] * 2)
+    with pytest.raises(InvalidParameter, match="empty"):
+        mask_margin_crop(torch.zeros(0, 128, 128, 3), mask, CropSettings())
+    c = mask_margin_crop(image, faded_boxes(128, 128, [(10, 10, 50, 50), (80, 80, 120, 120)]), CropSettings(64, 64))
+    with pytest.raises(InvalidParameter, match="got 1 images for 2 crops"):
+        inpaint_stitch(c, c.crops[:1])
+
+
+@pytest.mark.parametrize("size", [(1400, 1100), (90, 70), (512, 512)])
+def test_gpu_kernels_agree_with_the_cpu_kernels(size):
+    """The torch path (used on CUDA) and the OpenCV path (CPU) give the same picture."""
+    from maskmargin.resample import resize
+
+    crop = photo(400, 300)
+    a, b = resize(crop, *size, kernel="opencv"), resize(crop, *size, kernel="torch")
+    assert a.shape == b.shape == (*size, 3)
+    assert (a - b).abs().mean() < 0.01 and float(b.min()) >= float(crop.min()) - 1e-6
+    m = resize(crop[..., 0], *size, kernel="torch")
+    assert m.shape == size and torch.allclose(m, b[..., 0], atol=1e-6)
