@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import buffers
 from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
@@ -157,9 +158,9 @@ def owned_mask(mask: torch.Tensor, crop: Crop) -> torch.Tensor:
     and leaves a neighbour's part of the mask as context (its own crop repaints it)."""
     x0, y0, x1, y1 = crop.window
     rx0, ry0, rx1, ry1 = crop.region.box
-    out = torch.zeros((y1 - y0, x1 - x0), dtype=torch.float32, device=mask.device)
+    out = buffers.zeros((y1 - y0, x1 - x0), mask.device)
     owned = torch.from_numpy(crop.region.owned).to(mask.device)
-    out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0] = torch.where(owned, mask[ry0:ry1, rx0:rx1], 0.0)
+    torch.mul(mask[ry0:ry1, rx0:rx1], owned, out=out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0])
     return out
 
 
@@ -204,16 +205,15 @@ def mask_margin_crop(
     rgb = rgb_tensor(images)
     device = torch.device(device) if device is not None else images.device
     plan = plan_crops(masks, detections, settings)
-    crops, crop_masks = [], []
+    n = max(len(plan), 1)
+    crops = buffers.empty((n, settings.height, settings.width, 3), device)
+    crop_masks = buffers.empty((n, settings.height, settings.width), device)
     for i, c in enumerate(plan):
-        pixels = window_pixels(rgb[c.image], c.window).to(device)
-        crops.append(resize(pixels, settings.height, settings.width))
-        owned = owned_mask(masks[c.image], c).to(device)
-        crop_masks.append(resize(owned, settings.height, settings.width).clamp_(0, 1))
+        resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
+        resize(owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i])
         if progress is not None:
             progress(i + 1, len(plan))
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it
-        crops.append(resize(rgb[0].to(device), settings.height, settings.width))
-        crop_masks.append(torch.zeros((settings.height, settings.width), device=device))
-    return CropResult(torch.stack(crops), torch.stack(crop_masks), images, masks, tuple(plan),
-                      settings.width, settings.height)
+        resize(rgb[0].to(device), settings.height, settings.width, out=crops[0])
+        crop_masks.zero_()
+    return CropResult(crops, crop_masks, images, masks, tuple(plan), settings.width, settings.height)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import buffers
 from .detection import ImageDetections
 
 _FAR = 1.0e9
@@ -130,7 +131,7 @@ def build_mask(
     """
     h, w = found.height, found.width
     if out is None:
-        out = torch.zeros((h, w), dtype=torch.float32, device=device)
+        out = buffers.zeros((h, w), device)
     reach = max(padding, 0) + max(blur, 0)
     for det in found.detections:
         if det.mask is None and padding >= 0:
@@ -192,7 +193,7 @@ def build_masks(
     if len(sizes) != 1:
         raise ValueError(f"images in one batch must share a size, got {sorted(sizes)}")
     h, w = sizes.pop()
-    out = torch.zeros((len(found), h, w), dtype=torch.float32, device=device)
+    out = buffers.zeros((len(found), h, w), device)
     for b, f in enumerate(found):
         build_mask(f, padding, blur, out=out[b])
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .buffers import copy_of
 from .detection import ImageDetections
 
 TINT = torch.tensor([1.0, 0.25, 0.1])  # orange-red: visible on skin and on dark backgrounds
@@ -18,7 +19,7 @@ BOX = torch.tensor([0.1, 1.0, 0.3])
 
 def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections]) -> torch.Tensor:
     """A new [B, H, W, 3] tensor: `rgb` with masks tinted at 45% and boxes outlined. Inputs are not modified."""
-    out = rgb.to(torch.float32, copy=True)
+    out = copy_of(rgb.to(torch.float32))
     _draw(out, masks, found)
     return out
 

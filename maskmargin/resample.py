@@ -10,31 +10,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import buffers
 
-def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None) -> torch.Tensor:
-    """A new [height, width, C] (or [height, width]) float tensor from `x`, on x's device, values kept in range.
+
+def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """`x` ([h, w, C] or [h, w]) resized to [height, width, ...] as float32, on x's device; x is not modified.
 
     Shrinking averages areas (no aliasing); enlarging is bicubic, clamped to the source's range so
     it never rings past black or white. `kernel` "opencv" or "torch" overrides the choice by device.
+    `out`, when given, is the contiguous float32 tensor to write into (e.g. one slot of a batch).
     """
+    if out is None:
+        out = buffers.empty((height, width, *x.shape[2:]), x.device)
     if tuple(x.shape[:2]) == (height, width):
-        return x.clone()
+        return out.copy_(x)
     shrink = height * width < x.shape[0] * x.shape[1]
     if (kernel or ("opencv" if x.device.type == "cpu" else "torch")) == "opencv":
         import cv2  # comes with mediapipe and ultralytics
 
         src = np.ascontiguousarray(x.to(torch.float32).numpy())
-        out = torch.from_numpy(cv2.resize(src, (width, height), interpolation=cv2.INTER_AREA if shrink
-                                          else cv2.INTER_CUBIC))
-        if out.ndim < x.ndim:  # OpenCV drops a single channel axis
-            out = out.unsqueeze(-1)
+        dst = out.numpy()
+        if dst.ndim == 3 and dst.shape[2] == 1:  # OpenCV keeps single-channel images 2-d
+            dst = dst[..., 0]
+        cv2.resize(src if src.ndim == 2 or src.shape[2] > 1 else src[..., 0], (width, height), dst=dst,
+                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        if not shrink:  # numpy here: small single-threaded passes, no thread-pool start-up per call
+            np.clip(dst, src.min(), src.max(), out=dst)
+        return out
     else:
         nchw = x.to(torch.float32).reshape(x.shape[0], x.shape[1], -1).permute(2, 0, 1).unsqueeze(0)
-        if shrink:
-            out = F.interpolate(nchw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-        else:
-            out = F.interpolate(nchw, size=(height, width), mode="bicubic", align_corners=False)
-        out = out[0].permute(1, 2, 0).reshape(height, width, *x.shape[2:])
+        mode = dict(mode="bilinear", antialias=True) if shrink else dict(mode="bicubic")
+        scaled = F.interpolate(nchw, size=(height, width), align_corners=False, **mode)
+        out.copy_(scaled[0].permute(1, 2, 0).reshape(out.shape))
     if not shrink:
-        out = out.clamp_(float(x.min()), float(x.max())) if x.numel() else out
-    return out.reshape(height, width, *x.shape[2:])
+        out.clamp_(float(x.min()), float(x.max()))
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .buffers import copy_of
 from .crop import CropResult
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
@@ -25,8 +26,8 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress=None) -
             f"Inpaint Stitch got {inpainted.shape[0]} images for {expected} crops: connect the sampler's output "
             f"for the whole crop batch of the Mask Margin Crop that made this stitch", parameter="image")
     if stitch.placeholder:
-        return source.clone(memory_format=torch.contiguous_format)  # no region anywhere: the images pass through unchanged (a new tensor)
-    out = source.clone(memory_format=torch.contiguous_format)
+        return copy_of(source)  # no region anywhere: the images pass through unchanged (a new tensor)
+    out = copy_of(source)
     inpainted = rgb_tensor(inpainted)
     for i, c in enumerate(stitch.plan):
         x0, y0, x1, y1 = c.window
