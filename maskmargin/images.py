@@ -59,12 +59,16 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def decode_image_bytes(data: bytes, parameter: str = "inputImage") -> np.ndarray:
+def decode_image_bytes(data: bytes, parameter: str = "inputImage", max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 pixels of PNG/JPG/WEBP bytes; `max_pixels` refuses larger images before decoding them."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("PNG", "JPEG", "WEBP", "MPO"):
                 raise InvalidParameter(f"unsupported image format {img.format}; use PNG, JPG or WEBP",
                                        parameter=parameter)
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise InvalidParameter(f"{parameter} is {img.width}x{img.height}, more than this service's limit "
+                                       f"of {max_pixels} pixels", parameter=parameter)
             img.load()
             return pil_to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
