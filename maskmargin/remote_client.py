@@ -41,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from .backends.base import Detector, Progress
 from .detection import Detection, ImageDetections
 from .errors import AuthenticationError, InvalidParameter, RemoteError
-from .images import decode_data_uri_or_base64
+from .images import decode_data_uri_or_base64, sniff_format
 from .pipeline import MAX_DETECTIONS, MaskSettings
 from .registry import ModelSpec, find_model
 
@@ -540,6 +540,8 @@ def _boxes(value: Any) -> list[tuple[float, float, float, float]]:
 def _mask_at_input_size(data: bytes, width: int, height: int) -> tuple[np.ndarray, tuple[float, float]]:
     """The mask as float32 [height, width]; a smaller mask (service cap) is scaled back up."""
     try:
+        if sniff_format(data) is None:
+            raise ValueError("not a PNG, JPG or WEBP image")
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("L")
     except (UnidentifiedImageError, OSError, ValueError) as exc:
