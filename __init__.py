@@ -11,6 +11,9 @@ except ModuleNotFoundError as exc:
         raise
 else:
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
+    from .nodes.remote import register_routes
+
+    register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
 
     WEB_DIRECTORY = "./js"
 

@@ -15,8 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import numpy as np
 from PIL import Image
+
+from maskmargin.server import ServiceConfig, make_server
 
 DROP = object()
 
@@ -187,3 +190,27 @@ def wait_for_hangup(request: Request, seconds: float = 10) -> bool:
 
 def drop(request: Request):
     return DROP
+
+
+class Service:
+    def __init__(self, **config):
+        self.key = config.get("api_key")
+        self.server = make_server(ServiceConfig(port=0, **config))
+        self.service = self.server.RequestHandlerClass.service
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def post(self, tasks, key: str | None | object = DROP, **kwargs) -> httpx.Response:
+        """POST tasks with this service's key (or `key`; None sends no key)."""
+        key = self.key if key is DROP else key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        body = tasks if isinstance(tasks, bytes) else json.dumps(tasks).encode()
+        return httpx.post(self.url, content=body, headers=headers, timeout=60, **kwargs)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

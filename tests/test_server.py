@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from loopback import Reply, ScriptedAPI, png_bytes, reply
+from loopback import Reply, ScriptedAPI, Service, png_bytes, reply
 from PIL import Image
 from skimage import data
 
@@ -35,30 +35,9 @@ ASTRONAUT = data.astronaut()
 ASTRONAUT_URI = "data:image/png;base64," + base64.b64encode(png_bytes(ASTRONAUT)).decode()
 
 
-class Service:
-    def __init__(self, **config):
-        self.server = make_server(ServiceConfig(port=0, **({"api_key": KEY} | config)))
-        self.service = self.server.RequestHandlerClass.service
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def post(self, tasks, key: str | None = KEY, **kwargs) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        body = tasks if isinstance(tasks, bytes) else json.dumps(tasks).encode()
-        return httpx.post(self.url, content=body, headers=headers, timeout=60, **kwargs)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def service():
-    s = Service()
+    s = Service(api_key=KEY)
     yield s
     s.close()
 
@@ -212,7 +191,7 @@ def test_upload_then_reuse_by_uuid_and_partial_success(service):
 
 
 def test_url_output_is_served_and_upload_endpoint_gets_the_mask():
-    service = Service(url_policy=URLPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),)))
+    service = Service(api_key=KEY, url_policy=URLPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),)))
     try:
         with ScriptedAPI([reply(200, b"")]) as bucket:
             t = masking(outputType="URL", outputFormat="PNG", uploadEndpoint=bucket.url + "/bucket/mask.png?sig=1")
@@ -284,7 +263,7 @@ def test_url_safety_checks_every_address_and_redirect():
 
 
 def test_limits_on_body_pixels_and_tasks():
-    service = Service(max_body_bytes=200_000, max_pixels=60_000, max_tasks=2)
+    service = Service(api_key=KEY, max_body_bytes=200_000, max_pixels=60_000, max_tasks=2)
     try:
         big = service.post([masking()])
         assert big.status_code == 413 and big.json()["errors"][0]["code"] == "payloadTooLarge"
@@ -301,7 +280,7 @@ def test_limits_on_body_pixels_and_tasks():
 
 
 def test_a_busy_service_answers_503_and_the_client_waits_and_retries():
-    service = Service(max_concurrency=1, queue_timeout=0.1)
+    service = Service(api_key=KEY, max_concurrency=1, queue_timeout=0.1)
     try:
         service.service.slots.acquire()  # someone else's long request
         busy = service.post([masking()])
