@@ -209,7 +209,12 @@ def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, c
 def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
     _check_fields(task, UPLOAD_FIELDS)
     task_uuid = check_uuid(task.get("taskUUID"))
-    pixels = context.fetch_image(_required_str(task, "image"))
+    try:
+        pixels = context.fetch_image(_required_str(task, "image"))
+    except InvalidParameter as exc:  # contexts name the masking field; an upload's field is "image"
+        if exc.parameter != "inputImage":
+            raise
+        raise type(exc)(exc.message.replace("inputImage", "image"), parameter="image") from exc
     return {"taskType": "imageUpload", "taskUUID": task_uuid, "imageUUID": context.store_image(pixels)}
 
 

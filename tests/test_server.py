@@ -181,6 +181,10 @@ def test_a_request_must_be_a_json_array_of_tasks(service):
 def test_upload_then_reuse_by_uuid_and_partial_success(service):
     up = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": ASTRONAUT_URI}
     (uploaded,) = service.post([up]).json()["data"]
+    refused = service.post([up | {"taskUUID": str(uuid.uuid4()), "image": "http://10.0.0.1/a.png"}])
+    (error,) = refused.json()["errors"]
+    assert refused.status_code == 400 and error["parameter"] == "image" and error["code"] == "unsafeURL"
+    assert error["message"].startswith("image points at a private")
     image_uuid = uploaded["imageUUID"]
     good, bad = masking(inputImage=image_uuid, outputType="base64Data"), masking(confidence=2)
     response = service.post([good, bad])
