@@ -95,3 +95,32 @@ def test_the_route_refuses_bad_input_and_clears(comfy, service):
     cleared = comfy._request("DELETE", "/maskmargin/api_key")
     assert cleared["keySet"] is False and cleared["apiUrlSource"] == "default"
     comfy.post("/maskmargin/api_key", {"apiKey": KEY, "apiUrl": service.url})
+
+
+def test_cancelling_the_run_cancels_the_request_in_flight(comfy, service):
+    import threading
+
+    from loopback import DROP, ScriptedAPI, wait_for_hangup
+
+    received, gone = threading.Event(), threading.Event()
+
+    def hang(request):
+        received.set()
+        if wait_for_hangup(request, 60):
+            gone.set()
+        return DROP
+
+    Image.fromarray(data.astronaut()).save(comfy.input_dir / "astronaut_remote.png")
+    with ScriptedAPI([hang]) as api:
+        comfy.post("/maskmargin/api_key", {"apiKey": KEY, "apiUrl": api.url + "/v1"})
+        try:
+            g = graph("remote", "astronaut_remote.png", model="mediapipe_face_short")
+            prompt_id = comfy.queue_prompt(g)
+            assert received.wait(60), "the remote request was sent"
+            comfy.post("/interrupt", {})
+            assert gone.wait(30), "the service saw the request cancelled"
+            with pytest.raises(ComfyError) as err:
+                comfy.wait_for(prompt_id, timeout=60)
+            assert "interrupt" in str(err.value).lower()
+        finally:
+            comfy.post("/maskmargin/api_key", {"apiKey": KEY, "apiUrl": service.url})
