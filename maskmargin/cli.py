@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--port", type=int, default=8700, help="port (default: 8700; 0 picks a free one)")
     srv.add_argument("--api-key", help="require this key (Bearer header or authentication task); "
                      "prefer --api-key-file or MASKMARGIN_SERVICE_KEY, which stay out of the process list")
-    srv.add_argument("--api-key-file", help="read the required key from this file")
+    srv.add_argument("--api-key-file", help="accept the keys in this file, one per line (a key per user); "
+                     "'#' starts a comment")
     srv.add_argument("--allow-private-urls", action="store_true",
                      help="let URL inputs and uploadEndpoint reach private, loopback and link-local addresses")
     srv.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
@@ -126,14 +127,16 @@ def _serve(args: argparse.Namespace) -> int:
     from .url_safety import URLPolicy, parse_networks
 
     key = args.api_key or os.environ.get("MASKMARGIN_SERVICE_KEY", "").strip() or None
+    keys: tuple[str, ...] = ()
     if args.api_key_file:
         try:
-            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+            lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             print(f"error: cannot read --api-key-file: {exc.strerror}", file=sys.stderr)
             return EXIT_USAGE
-        if not key:
-            print("error: --api-key-file is empty", file=sys.stderr)
+        keys = tuple(k for k in (line.split("#", 1)[0].strip() for line in lines) if k)
+        if not keys:
+            print("error: --api-key-file holds no key", file=sys.stderr)
             return EXIT_USAGE
     limits = (args.max_body_mb, args.max_pixels, args.max_tasks, args.max_concurrency, args.timeout)
     if min(limits) <= 0 or not 0 <= args.port <= 65535:
@@ -146,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: --allow-network: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     config = ServiceConfig(
-        host=args.host, port=args.port, api_key=key, url_policy=policy,
+        host=args.host, port=args.port, api_key=key, api_keys=keys, url_policy=policy,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels, max_tasks=args.max_tasks,
         max_concurrency=args.max_concurrency, socket_timeout=args.timeout, public_url=args.public_url,
         dirs=_dirs(args.models_dir), device=args.device,

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     api_key: str | None = field(default=None, repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # more accepted keys: one per user of a team
     url_policy: URLPolicy = URLPolicy()
     max_body_bytes: int = 48 * MiB  # a 4K PNG as base64 fits with room to spare
     max_pixels: int = 4096 * 4096  # per input image, checked before decoding
@@ -60,8 +62,11 @@ class ServiceConfig:
     device: str | None = None
 
     def __repr__(self) -> str:
-        return (f"ServiceConfig(host={self.host!r}, port={self.port}, api_key={'set' if self.api_key else 'not set'}, "
+        return (f"ServiceConfig(host={self.host!r}, port={self.port}, keys={len(self.keys())}, "
                 f"max_concurrency={self.max_concurrency}, max_pixels={self.max_pixels})")
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k in (self.api_key, *self.api_keys) if k)
 
 
 class BoundedStore:
@@ -198,7 +203,7 @@ class MaskingService:
         return (500 if only_internal else 400), answer, {}
 
     def _check_key(self, authorization: str | None, auth_task: dict | None) -> dict | None:
-        expected = self.config.api_key
+        expected = self.config.keys()
         if not expected:
             return None
         supplied = None
@@ -209,7 +214,10 @@ class MaskingService:
         if not supplied:
             return _error("missingApiKey", "an API key is required: send 'Authorization: Bearer <key>' or a leading "
                           "authentication task with apiKey", "apiKey", auth_task or {"taskType": "authentication"})
-        if not hmac.compare_digest(supplied.encode("utf-8"), expected.encode("utf-8")):
+        given = supplied.encode("utf-8")
+        # compare with every key (no early exit), in constant time each
+        matches = [hmac.compare_digest(given, key.encode("utf-8")) for key in expected]
+        if not any(matches):
             return _error("invalidApiKey", "the API key is not valid", "apiKey",
                           auth_task or {"taskType": "authentication"})
         return None
@@ -257,8 +265,12 @@ class ServiceHandler(BaseHTTPRequestHandler):
                                                f"{limit // MiB} MiB", "tasks")]}, close=True)
             return
         body = self.rfile.read(int(length))
+        start = time.perf_counter()
         status, payload, headers = self.service.handle(body, self.headers.get("Authorization"), self._base_url())
         self._json(status, payload, headers)
+        # an access line for operators: counts and timing only, never headers or task contents
+        log.info("POST /v1 %d from %s: %d results, %d errors, %.0f ms", status, self.client_address[0],
+                 len(payload.get("data", [])), len(payload.get("errors", [])), 1000 * (time.perf_counter() - start))
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?")[0]
@@ -296,9 +308,9 @@ def make_server(config: ServiceConfig) -> MaskingHTTPServer:
 def serve(config: ServiceConfig) -> None:
     server = make_server(config)
     host, port = server.server_address[:2]
-    if not config.api_key and config.host not in ("127.0.0.1", "localhost", "::1"):
+    if not config.keys() and config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving on %s without --api-key: anyone who can reach it can use it", config.host)
-    print(f"MaskMargin Image Masking API on http://{host}:{port}/v1 (key {'required' if config.api_key else 'not required'})",
+    print(f"MaskMargin Image Masking API on http://{host}:{port}/v1 (key {'required' if config.keys() else 'not required'})",
           flush=True)
     try:
         server.serve_forever()

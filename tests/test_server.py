@@ -300,7 +300,7 @@ def test_a_busy_service_answers_503_and_the_client_waits_and_retries():
 
 def test_serve_command_starts_a_service(tmp_path):
     key_file = tmp_path / "key"
-    key_file.write_text(KEY + "\n")
+    key_file.write_text(f"# team keys\nalice-key-1  # alice\n{KEY}\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "maskmargin", "serve", "--port", "0", "--api-key-file",
                              str(key_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -314,10 +314,14 @@ def test_serve_command_starts_a_service(tmp_path):
         ok = httpx.post(url, json=[masking(outputType="base64Data")], headers={"Authorization": f"Bearer {KEY}"},
                         timeout=60)
         assert ok.status_code == 200 and len(ok.json()["data"][0]["detections"]) == 1
+        alice = httpx.post(url, json=[masking(outputType="base64Data")],
+                           headers={"Authorization": "Bearer alice-key-1"}, timeout=60)
+        assert alice.status_code == 200
+        assert httpx.post(url, json=[masking()], headers={"Authorization": "Bearer # alice"}).status_code == 401
     finally:
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
-    assert KEY not in line + out
+    assert KEY not in line + out and "alice-key-1" not in line + out
 
 
 def test_serve_usage_errors_exit_2(tmp_path, capsys):
