@@ -26,7 +26,6 @@ from maskmargin.loader import load_detector
 from maskmargin.pipeline import MaskSettings, image_mask
 from maskmargin.registry import find_model
 from maskmargin.remote_client import RemoteClient, RemoteConfig, RemoteDetector
-from maskmargin.server import ServiceConfig, make_server
 from maskmargin.url_safety import URLPolicy, checked_address, fetch
 
 KEY = "svc-key-0a9b8c7d6e5f"
