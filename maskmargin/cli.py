@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image in pixels")
     srv.add_argument("--max-tasks", type=int, default=32, help="most tasks per request (default: 32)")
     srv.add_argument("--max-concurrency", type=int, default=4, help="requests worked on at once (default: 4)")
+    srv.add_argument("--max-connections", type=int, default=64,
+                     help="open connections at once; more get 503 (default: 64)")
     srv.add_argument("--timeout", type=float, default=30, help="seconds for reading requests and fetching URLs")
     srv.add_argument("--public-url", help="base URL of mask links (default: http://<Host header>)")
     srv.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
@@ -138,7 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         if not keys:
             print("error: --api-key-file holds no key", file=sys.stderr)
             return EXIT_USAGE
-    limits = (args.max_body_mb, args.max_pixels, args.max_tasks, args.max_concurrency, args.timeout)
+    limits = (args.max_body_mb, args.max_pixels, args.max_tasks, args.max_concurrency, args.max_connections,
+              args.timeout)
     if min(limits) <= 0 or not 0 <= args.port <= 65535:
         print("error: --port must be 0..65535 and every --max-* and --timeout above 0", file=sys.stderr)
         return EXIT_USAGE
@@ -151,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(
         host=args.host, port=args.port, api_key=key, api_keys=keys, url_policy=policy,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels, max_tasks=args.max_tasks,
-        max_concurrency=args.max_concurrency, socket_timeout=args.timeout, public_url=args.public_url,
+        max_concurrency=args.max_concurrency, max_connections=args.max_connections, socket_timeout=args.timeout, public_url=args.public_url,
         dirs=_dirs(args.models_dir), device=args.device,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

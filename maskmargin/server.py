@@ -55,6 +55,7 @@ class ServiceConfig:
     max_concurrency: int = 4  # requests worked on at once; more wait for a slot
     queue_timeout: float = 30.0  # seconds a request waits for a slot before HTTP 503 + Retry-After
     socket_timeout: float = 30.0  # seconds of silence while reading a request before the connection drops
+    max_connections: int = 64  # open connections at once; more are answered 503 and closed (slow clients)
     public_url: str | None = None  # base of mask URLs; default: http://<Host header>
     image_store_bytes: int = 1024 * MiB  # uploaded/input images kept for reuse by UUID (oldest dropped)
     mask_store_bytes: int = 256 * MiB  # masks kept for URL outputs (oldest dropped)
@@ -293,16 +294,47 @@ class ServiceHandler(BaseHTTPRequestHandler):
         return f"http://{host}"
 
 
+_BUSY_BODY = json.dumps({"errors": [_error("serviceBusy", "too many connections; retry shortly")]}).encode()
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(_BUSY_BODY)) + _BUSY_BODY
+
+
 class MaskingHTTPServer(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` of them: slow clients cannot pile up threads."""
+
     daemon_threads = True  # a stuck client never blocks shutdown
     allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int):
+        self.connections = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.acquire(blocking=False):
+            try:
+                request.sendall(BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread never started: give its slot back
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
 
 
 def make_server(config: ServiceConfig) -> MaskingHTTPServer:
     """A bound server (port 0 picks a free one: see `server_address`); call `serve_forever()`."""
     service = MaskingService(config)
     handler = type("BoundServiceHandler", (ServiceHandler,), {"service": service, "timeout": config.socket_timeout})
-    return MaskingHTTPServer((config.host, config.port), handler)
+    return MaskingHTTPServer((config.host, config.port), handler, config.max_connections)
 
 
 def serve(config: ServiceConfig) -> None:

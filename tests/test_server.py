@@ -329,3 +329,28 @@ def test_serve_usage_errors_exit_2(tmp_path, capsys):
     assert main(["serve", "--allow-network", "not-a-net"]) == 2
     err = capsys.readouterr().err
     assert "cannot read --api-key-file" in err and "--allow-network" in err
+
+
+def test_connections_beyond_the_cap_get_503_and_slow_clients_time_out():
+    import socket
+    import time
+
+    service = Service(api_key=KEY, max_connections=1, socket_timeout=1.0)
+    try:
+        port = service.server.server_address[1]
+        idle = socket.create_connection(("127.0.0.1", port))  # connected, sends nothing: holds the only slot
+        time.sleep(0.2)
+        busy = service.post([masking()])
+        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+        assert busy.json()["errors"][0]["code"] == "serviceBusy"
+        idle.settimeout(10)
+        assert idle.recv(1) == b"", "the silent connection is dropped after the socket timeout"
+        idle.close()
+        for _ in range(50):  # the slot frees when the handler thread ends
+            ok = service.post([masking(outputType="base64Data")])
+            if ok.status_code != 503:
+                break
+            time.sleep(0.1)
+        assert ok.status_code == 200
+    finally:
+        service.close()
