@@ -354,3 +354,10 @@ def test_connections_beyond_the_cap_get_503_and_slow_clients_time_out():
         assert ok.status_code == 200
     finally:
         service.close()
+
+
+def test_run_remote_with_a_bad_setting_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tasks.json").write_text(json.dumps([masking()]))
+    monkeypatch.setenv("MASKMARGIN_TIMEOUT", "soon")
+    assert main(["run", str(tmp_path / "tasks.json"), "--remote"]) == 2
+    assert capsys.readouterr().err == "error: MASKMARGIN_TIMEOUT must be a number >= 0.001, got 'soon'\n"
