@@ -12,6 +12,9 @@ except ModuleNotFoundError as exc:
 else:
     from .nodes.crop_stitch import NODES as CROP_STITCH_NODES
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
+    from .nodes.remote import register_routes
+
+    register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
 
     WEB_DIRECTORY = "./js"
 

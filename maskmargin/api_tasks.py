@@ -150,6 +150,13 @@ class TaskContext(ABC):
     def put(self, url: str, data: bytes, fmt: str) -> None:
         """PUT bytes to a client's uploadEndpoint."""
 
+    def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
+        """One image's detections and what they cost (None: nothing charged, as for local runs).
+
+        A remote context overrides this to send the work to a service and pass its cost on.
+        """
+        return detect_arrays(self.detector(model), [pixels], settings)[0], None
+
     def resolve_image(self, reference: str) -> tuple[str, np.ndarray]:
         """(imageUUID, pixels): a known UUID, or a new UUID for any other reference."""
         if is_uuid(reference):
@@ -169,12 +176,12 @@ class TaskContext(ABC):
 
 def run_masking(task: MaskingTask, context: TaskContext) -> dict[str, Any]:
     image_uuid, pixels = context.resolve_image(task.input_image)
-    detector = context.detector(task.model)
-    found = detect_arrays(detector, [pixels], task.settings)[0]
-    return masking_result(task, image_uuid, found, context)
+    found, cost = context.detect(task.model, pixels, task.settings)
+    return masking_result(task, image_uuid, found, context, cost)
 
 
-def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, context: TaskContext) -> dict:
+def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, context: TaskContext,
+                   cost: float | None = None) -> dict:
     s = task.settings
     mask = build_mask(found, s.mask_padding, s.mask_blur)
     data = encode_mask(mask, task.output_format)
@@ -195,14 +202,19 @@ def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, c
     if task.upload_endpoint:
         context.put(task.upload_endpoint, data, task.output_format)
     if task.include_cost:
-        result["cost"] = LOCAL_COST
+        result["cost"] = LOCAL_COST if cost is None else cost
     return result
 
 
 def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
     _check_fields(task, UPLOAD_FIELDS)
     task_uuid = check_uuid(task.get("taskUUID"))
-    pixels = context.fetch_image(_required_str(task, "image"))
+    try:
+        pixels = context.fetch_image(_required_str(task, "image"))
+    except InvalidParameter as exc:  # contexts name the masking field; an upload's field is "image"
+        if exc.parameter != "inputImage":
+            raise
+        raise type(exc)(exc.message.replace("inputImage", "image"), parameter="image") from exc
     return {"taskType": "imageUpload", "taskUUID": task_uuid, "imageUUID": context.store_image(pixels)}
 
 

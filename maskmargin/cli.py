@@ -1,4 +1,4 @@
-"""Command line: `python -m maskmargin run TASKS.json`, `demo`, `download`, `models`."""
+"""Command line: `python -m maskmargin run TASKS.json [--remote]`, `serve`, `demo`, `download`, `models`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,31 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--output-dir", default="output", help="where URL outputs are written (default: output)")
     run.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
     run.add_argument("--device", help="torch device for YOLO models (default: cuda when available)")
+    run.add_argument("--remote", action="store_true",
+                     help="detect on the Image Masking API at RUNWARE_API_URL (key: RUNWARE_API_KEY); "
+                     "masks are still built here, at each input's size")
+
+    srv = sub.add_parser("serve", help="serve the Image Masking API over HTTP (POST /v1)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8700, help="port (default: 8700; 0 picks a free one)")
+    srv.add_argument("--api-key", help="require this key (Bearer header or authentication task); "
+                     "prefer --api-key-file or MASKMARGIN_SERVICE_KEY, which stay out of the process list")
+    srv.add_argument("--api-key-file", help="accept the keys in this file, one per line (a key per user); "
+                     "'#' starts a comment")
+    srv.add_argument("--allow-private-urls", action="store_true",
+                     help="let URL inputs and uploadEndpoint reach private, loopback and link-local addresses")
+    srv.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
+                     help="allow URLs into this network only (repeatable), e.g. an internal bucket")
+    srv.add_argument("--max-body-mb", type=float, default=48, help="largest request body (default: 48)")
+    srv.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image in pixels")
+    srv.add_argument("--max-tasks", type=int, default=32, help="most tasks per request (default: 32)")
+    srv.add_argument("--max-concurrency", type=int, default=4, help="requests worked on at once (default: 4)")
+    srv.add_argument("--max-connections", type=int, default=64,
+                     help="open connections at once; more get 503 (default: 64)")
+    srv.add_argument("--timeout", type=float, default=30, help="seconds for reading requests and fetching URLs")
+    srv.add_argument("--public-url", help="base URL of mask links (default: http://<Host header>)")
+    srv.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
+    srv.add_argument("--device", help="torch device for YOLO models (default: cuda when available)")
 
     demo = sub.add_parser("demo", help="face and eye masks of a public-domain photo, written to a folder")
     demo.add_argument("--output-dir", default="output")
@@ -37,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "run":
         return _run(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -73,10 +100,70 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(tasks, list) or not tasks:
         print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
         return EXIT_USAGE
-    context = LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device)
-    answer = run_tasks(tasks, context)
+    if args.remote:
+        from .remote_client import RemoteConfig
+        from .remote_context import RemoteContext
+
+        try:
+            config = RemoteConfig.from_env()
+        except MaskMarginError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return EXIT_USAGE
+        context = RemoteContext(Path(args.output_dir), config)
+        try:
+            context.prefetch(tasks)
+            answer = run_tasks(tasks, context)
+        finally:
+            context.close()
+    else:
+        answer = run_tasks(tasks, LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device))
     print(json.dumps(answer, indent=2))
     return EXIT_TASK_FAILED if answer.get("errors") else EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from .server import ServiceConfig, serve
+    from .url_safety import URLPolicy, parse_networks
+
+    key = args.api_key or os.environ.get("MASKMARGIN_SERVICE_KEY", "").strip() or None
+    keys: tuple[str, ...] = ()
+    if args.api_key_file:
+        try:
+            lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            print(f"error: cannot read --api-key-file: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+        keys = tuple(k for k in (line.split("#", 1)[0].strip() for line in lines) if k)
+        if not keys:
+            print("error: --api-key-file holds no key", file=sys.stderr)
+            return EXIT_USAGE
+    limits = (args.max_body_mb, args.max_pixels, args.max_tasks, args.max_concurrency, args.max_connections,
+              args.timeout)
+    if min(limits) <= 0 or not 0 <= args.port <= 65535:
+        print("error: --port must be 0..65535 and every --max-* and --timeout above 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        policy = URLPolicy(allow_private=args.allow_private_urls, allowed_networks=parse_networks(args.allow_network),
+                           timeout=args.timeout)
+    except MaskMarginError as exc:
+        print(f"error: --allow-network: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    config = ServiceConfig(
+        host=args.host, port=args.port, api_key=key, api_keys=keys, url_policy=policy,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels, max_tasks=args.max_tasks,
+        max_concurrency=args.max_concurrency, max_connections=args.max_connections, socket_timeout=args.timeout, public_url=args.public_url,
+        dirs=_dirs(args.models_dir), device=args.device,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        serve(config)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_TASK_FAILED
+    return EXIT_OK
 
 
 def _download(args: argparse.Namespace) -> int:

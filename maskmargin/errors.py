@@ -38,3 +38,27 @@ class BackendBroken(MaskMarginError):
     """A detection library that is missing or broken (never reported as 'nothing detected')."""
 
     code = "backendUnavailable"
+
+
+class RemoteError(MaskMarginError):
+    """A remote Image Masking API that failed, answered malformed data, or could not be reached."""
+
+    code = "remoteError"
+
+
+class AuthenticationError(RemoteError):
+    """The remote service refused the API key (HTTP 401/403) or needs credit (HTTP 402)."""
+
+    code = "authenticationFailed"
+
+
+class Interrupted(MaskMarginError):
+    """The caller (e.g. ComfyUI's cancel button) stopped a remote run; requests in flight were cancelled."""
+
+    code = "interrupted"
+
+
+class UnsafeURL(InvalidParameter):
+    """A URL that points at a private, loopback, link-local or reserved address, or is not http(s)."""
+
+    code = "unsafeURL"

@@ -64,12 +64,33 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
-def decode_image_bytes(data: bytes, parameter: str = "inputImage") -> np.ndarray:
+def sniff_format(data: bytes) -> str | None:
+    """"PNG", "JPG" or "WEBP" from the leading bytes, None for anything else.
+
+    Checked before PIL sees untrusted bytes: once ultralytics is imported, its patched Image.open
+    reacts to an unidentified file by trying to install a HEIF plugin, so garbage must not get there.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode_image_bytes(data: bytes, parameter: str = "inputImage", max_pixels: int | None = None) -> np.ndarray:
+    """RGB uint8 pixels of PNG/JPG/WEBP bytes; `max_pixels` refuses larger images before decoding them."""
+    if sniff_format(data) is None:
+        raise InvalidParameter(f"{parameter} is not a PNG, JPG or WEBP image", parameter=parameter)
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("PNG", "JPEG", "WEBP", "MPO"):
                 raise InvalidParameter(f"unsupported image format {img.format}; use PNG, JPG or WEBP",
                                        parameter=parameter)
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise InvalidParameter(f"{parameter} is {img.width}x{img.height}, more than this service's limit "
+                                       f"of {max_pixels} pixels", parameter=parameter)
             img.load()
             return pil_to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -12,7 +12,7 @@ from ..maskmargin.errors import MaskMarginError
 from ..maskmargin.loader import load_detector
 from ..maskmargin.pipeline import MAX_DETECTIONS, MAX_PADDING, MaskSettings, image_mask
 from ..maskmargin.registry import MODELS
-from . import comfy_env
+from . import comfy_env, remote
 
 DetectorType = io.Custom("MASKMARGIN_DETECTOR")
 PREVIEW_OUTPUT = 3  # index of Image Mask's full-size preview output
@@ -68,15 +68,25 @@ class DetectorLoader(io.ComfyNode):
                     "models/ultralytics/segm (-seg). AIR ids: runware:35@1 face_yolov8n ... "
                     "runware:35@15 eyes_mesh_mediapipe (see README). extra_* are offline extras.",
                 ),
+                io.Combo.Input(
+                    "where", options=["local", "remote"], default="local", optional=True,
+                    tooltip="local: detect on this machine. remote: send the images to the Image Masking API at "
+                    "RUNWARE_API_URL (Runware's, or a self-hosted `python -m maskmargin serve`); the key comes from "
+                    "RUNWARE_API_KEY or the key saved on the server (POST /maskmargin/api_key), never the workflow. "
+                    "The masks come out the same.",
+                ),
             ],
             outputs=[DetectorType.Output("detector")],
         )
 
     @classmethod
-    def execute(cls, model: str) -> io.NodeOutput:
+    def execute(cls, model: str, where: str = "local") -> io.NodeOutput:
         dirs = comfy_env.model_dirs()
         try:
-            detector = load_detector(_user_file(model, dirs), dirs, str(comfy_env.torch_device()))
+            if where == "remote":
+                detector = remote.detector(model)
+            else:
+                detector = load_detector(_user_file(model, dirs), dirs, str(comfy_env.torch_device()))
         except MaskMarginError as exc:
             raise user_error(exc) from exc
         return io.NodeOutput(LoadedDetector(detector, model))

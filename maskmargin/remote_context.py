@@ -1,0 +1,72 @@
+"""Task context for `python -m maskmargin run --remote`: inputs read locally, detection done remotely.
+
+Everything but detection is the local run's (LocalContext and api_tasks): files, URLs and data URIs
+are read here, masks are built here at the input's size with the task's padding and blur, and URL
+outputs are written to the output folder, so the printed answer has the same format as a local run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .api_tasks import parse_masking_task
+from .detection import ImageDetections
+from .local_context import LocalContext
+from .pipeline import MaskSettings
+from .remote_client import MaskJob, RemoteClient, RemoteConfig, RemoteMask, image_digest, remote_detections, remote_model
+
+
+def _key(air: str, settings: MaskSettings, pixels: np.ndarray) -> tuple:
+    return air, settings.confidence, settings.max_detections, image_digest(pixels)
+
+
+class RemoteContext(LocalContext):
+    def __init__(self, output_dir: Path, config: RemoteConfig):
+        super().__init__(output_dir)
+        self.client = RemoteClient(config)
+        self._fetched: dict[str, np.ndarray] = {}
+        self._ready: dict[tuple, RemoteMask | Exception] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    def fetch_image(self, reference: str) -> np.ndarray:
+        found = self._fetched.get(reference)
+        if found is None:  # read once: prefetch and the task run share it
+            found = self._fetched[reference] = super().fetch_image(reference)
+        return found
+
+    def prefetch(self, tasks: Any) -> None:
+        """Send every valid imageMasking task at once (bounded concurrency) before the tasks run in order.
+
+        Tasks that cannot be prepared (bad fields, an image uploaded by an earlier task) are left to
+        the ordinary run, which reports their errors or sends them one by one.
+        """
+        jobs, keys = [], []
+        for task in tasks if isinstance(tasks, list) else []:
+            if not isinstance(task, dict) or task.get("taskType") != "imageMasking":
+                continue
+            try:
+                parsed = parse_masking_task(task)
+                air = remote_model(parsed.model).air
+                pixels = self.fetch_image(parsed.input_image)
+            except Exception:  # noqa: BLE001 - reported when the task itself runs
+                continue
+            bare = MaskSettings(parsed.settings.confidence, parsed.settings.max_detections, 0, 0)
+            jobs.append(MaskJob(pixels, air, bare))
+            keys.append(_key(air, bare, pixels))
+        if jobs:
+            self._ready.update(zip(keys, self.client.mask_jobs(jobs, return_errors=True)))
+
+    def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
+        spec = remote_model(model)
+        bare = MaskSettings(settings.confidence, settings.max_detections, 0, 0)
+        found = self._ready.pop(_key(spec.air, bare, pixels), None)
+        if found is None:
+            found = self.client.mask_images([pixels], spec.air, bare)[0]
+        if isinstance(found, Exception):
+            raise found
+        return remote_detections(found, spec.name), found.cost
