@@ -210,7 +210,8 @@ def mask_margin_crop(
     crop_masks = buffers.empty((n, settings.height, settings.width), device)
     for i, c in enumerate(plan):
         resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
-        resize(owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i])
+        resize(owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i],
+               smooth=True)
         if progress is not None:
             progress(i + 1, len(plan))
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it

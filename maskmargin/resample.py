@@ -14,12 +14,13 @@ from . import buffers
 
 
 def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
-           out: torch.Tensor | None = None) -> torch.Tensor:
+           out: torch.Tensor | None = None, smooth: bool = False) -> torch.Tensor:
     """`x` ([h, w, C] or [h, w]) resized to [height, width, ...] as float32, on x's device; x is not modified.
 
     Shrinking averages areas (no aliasing); enlarging is bicubic, clamped to the source's range so
     it never rings past black or white. `kernel` "opencv" or "torch" overrides the choice by device.
     `out`, when given, is the contiguous float32 tensor to write into (e.g. one slot of a batch).
+    `smooth` content (masks) is enlarged bilinearly: cheaper, and it cannot overshoot.
     """
     if out is None:
         out = buffers.empty((height, width, *x.shape[2:]), x.device)
@@ -34,15 +35,15 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
         if dst.ndim == 3 and dst.shape[2] == 1:  # OpenCV keeps single-channel images 2-d
             dst = dst[..., 0]
         cv2.resize(src if src.ndim == 2 or src.shape[2] > 1 else src[..., 0], (width, height), dst=dst,
-                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-        if not shrink:  # numpy here: small single-threaded passes, no thread-pool start-up per call
+                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR if smooth else cv2.INTER_CUBIC)
+        if not shrink and not smooth:  # numpy here: small single-threaded passes, no thread-pool start-up per call
             np.clip(dst, src.min(), src.max(), out=dst)
         return out
     else:
         nchw = x.to(torch.float32).reshape(x.shape[0], x.shape[1], -1).permute(2, 0, 1).unsqueeze(0)
-        mode = dict(mode="bilinear", antialias=True) if shrink else dict(mode="bicubic")
+        mode = dict(mode="bilinear", antialias=shrink) if shrink or smooth else dict(mode="bicubic")
         scaled = F.interpolate(nchw, size=(height, width), align_corners=False, **mode)
         out.copy_(scaled[0].permute(1, 2, 0).reshape(out.shape))
-    if not shrink:
+    if not shrink and not smooth:
         out.clamp_(float(x.min()), float(x.max()))
     return out
