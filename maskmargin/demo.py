@@ -1,4 +1,5 @@
-"""`make demo`: face and eye masks of NASA's public-domain astronaut portrait (shipped in scikit-image)."""
+"""`make demo`: face and eye masks of NASA's public-domain astronaut portrait (shipped in scikit-image),
+and the zoom loop on it: the face crop at 512x512 and the face pixelated and stitched back."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import torch
 from PIL import Image
 
 from .api_tasks import run_tasks
+from .crop import CropSettings, mask_margin_crop
 from .local_context import LocalContext
 from .loader import load_detector
 from .pipeline import MaskSettings, image_mask
+from .stitch import inpaint_stitch
 
 DEMO_MODELS = ("mediapipe_face_full", "eyes_mesh_mediapipe")
 
@@ -39,10 +42,19 @@ def run_demo(output_dir: Path) -> list[Path]:
     written.append(output_dir / "result.json")
 
     batch = torch.from_numpy(pixels).float().div(255).unsqueeze(0)
+    images: dict[str, torch.Tensor] = {}
     for model in DEMO_MODELS:
         result = image_mask(load_detector(model), batch, MaskSettings(), with_preview=True)
-        for name, tensor in (("mask", result.masks[0]), ("preview", result.preview[0])):
-            path = output_dir / f"{model}_{name}.png"
-            Image.fromarray((tensor.clamp(0, 1) * 255).round().byte().cpu().numpy()).save(path)
-            written.append(path)
+        images[f"{model}_mask"], images[f"{model}_preview"] = result.masks[0], result.preview[0]
+    # the zoom loop without a checkpoint: crop the face, pixelate the crop, stitch it back
+    faces = image_mask(load_detector("mediapipe_face_full"), batch, MaskSettings(mask_padding=12, mask_blur=6))
+    crops = mask_margin_crop(batch, faces.masks, CropSettings(512, 512, 8), faces.detections)
+    blocks = torch.nn.functional.interpolate(crops.crops.permute(0, 3, 1, 2), size=(20, 20), mode="area")
+    pixelated = torch.nn.functional.interpolate(blocks, size=(512, 512), mode="nearest").permute(0, 2, 3, 1)
+    images["face_crop"] = crops.crops[0]
+    images["anonymized"] = inpaint_stitch(crops, pixelated)[0]
+    for name, tensor in images.items():
+        path = output_dir / f"{name}.png"
+        Image.fromarray((tensor.clamp(0, 1) * 255).round().byte().cpu().numpy()).save(path)
+        written.append(path)
     return written
