@@ -167,3 +167,22 @@ def test_subprocess_exit_codes_and_stdout_is_pure_json(tmp_path, photo):
     failed = subprocess.run([sys.executable, "-m", "maskmargin", "run", str(tasks_file)],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert failed.returncode == 1 and json.loads(failed.stdout)["errors"][0]["parameter"] == "confidence"
+
+
+def test_demo_writes_masks_previews_and_the_zoom_loop(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from maskmargin.demo import run_demo
+
+    names = {p.name for p in run_demo(tmp_path)}
+    assert {"astronaut.png", "result.json", "mediapipe_face_full_mask.png", "eyes_mesh_mediapipe_preview.png",
+            "face_crop.png", "anonymized.png"} <= names
+    photo = np.asarray(Image.open(tmp_path / "astronaut.png")).astype(int)
+    anonymized = np.asarray(Image.open(tmp_path / "anonymized.png")).astype(int)
+    changed = np.abs(photo - anonymized).max(axis=-1) > 1
+    face = np.asarray(Image.open(tmp_path / "mediapipe_face_full_mask.png")) > 0
+    assert changed.any() and changed[:, :100].sum() == 0, "only the face changes"
+    ys, xs = np.nonzero(changed)
+    assert face[ys.min():ys.max() + 1, xs.min():xs.max() + 1].any()
+    assert Image.open(tmp_path / "face_crop.png").size == (512, 512)
