@@ -32,9 +32,8 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -44,6 +43,9 @@ from .errors import AuthenticationError, InvalidParameter, RemoteError
 from .images import decode_data_uri_or_base64, sniff_format
 from .pipeline import MAX_DETECTIONS, MaskSettings
 from .registry import ModelSpec, find_model
+
+if TYPE_CHECKING:  # httpx (and the CLI tools it pulls in) is imported on first use: the pack imports fast
+    import httpx
 
 log = logging.getLogger("maskmargin.remote")
 
@@ -290,6 +292,8 @@ class RemoteClient:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
+            import httpx
+
             limits = httpx.Limits(max_connections=self.config.concurrency + 2)
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout), limits=limits)
         return self._http
@@ -399,6 +403,8 @@ class RemoteClient:
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One HTTP exchange, retried with backoff on 429 (Retry-After honoured), 5xx, drops and timeouts."""
+        import httpx
+
         attempt = 0
         while True:
             self.requests += 1

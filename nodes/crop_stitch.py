@@ -26,25 +26,33 @@ class MaskMarginCrop(io.ComfyNode):
             display_name="Mask Margin Crop",
             category="MaskMargin",
             description="Cuts every masked region of every image out with mask_margin pixels of context, zoomed to "
-            "the working size, as ONE batch for one sampler call; Inpaint Stitch puts the results back. When no "
-            "image has a region, it outputs one placeholder crop with an empty mask so the sampler still runs, "
-            "and Inpaint Stitch returns the images unchanged.",
+            "the working size, as ONE batch for one sampler call (VAE Encode, sampler, VAE Decode), then Inpaint "
+            "Stitch puts the results back. Small faces get the checkpoint's full resolution. When no image has a "
+            "region, it outputs one placeholder crop with an empty mask so the sampler still runs, and Inpaint "
+            "Stitch returns the images unchanged.",
             inputs=[
-                io.Image.Input("image", tooltip="The images (a batch or video frames)."),
-                io.Mask.Input("mask", tooltip="What to inpaint: one mask per image, or one for all. Its fade "
-                              "(mask_blur of Image Mask) is the blend band when stitching."),
+                io.Image.Input("image", tooltip="The images to inpaint (one, a batch or video frames); the same "
+                               "images the mask was made for."),
+                io.Mask.Input("mask", tooltip="What to inpaint, at the images' size: one mask per image, or one for "
+                              "all (e.g. Image Mask's mask). Its fade (Image Mask's mask_blur) is the blend band when "
+                              "stitching."),
                 io.Int.Input("mask_margin", default=32, min=0, max=MAX_MARGIN, step=8,
-                             tooltip="Pixels of context around each region, per side, in the source image. "
-                             "More context: a more coherent inpaint, less zoom."),
+                             tooltip=f"Pixels, 0 to {MAX_MARGIN}, in the source image: context added around each "
+                             "region's box on every side before the crop is scaled. More context: the sampler sees "
+                             "more surroundings (a more coherent inpaint) but each region gets less zoom."),
                 io.Combo.Input("working_size", options=[*WORKING_SIZES, CUSTOM], default="512x512 (SD1.5)",
-                               tooltip="The size every crop is scaled to: the checkpoint's native resolution. "
-                               "Crops keep this aspect ratio by taking in more context, never by stretching."),
+                               tooltip="The size every crop is scaled to, width x height: pick your checkpoint's "
+                               "native resolution (512 for SD1.5, 1024 for SDXL/Flux), or custom. Crops keep this "
+                               "aspect ratio by taking in more context, never by stretching."),
                 io.Int.Input("custom_width", default=768, min=64, max=MAX_WORKING_SIDE, step=8,
-                             tooltip="Working width when working_size is custom (a multiple of 8)."),
+                             tooltip=f"Pixels, 64 to {MAX_WORKING_SIDE}, a multiple of 8: the crops' width when "
+                             "working_size is custom (ignored otherwise)."),
                 io.Int.Input("custom_height", default=768, min=64, max=MAX_WORKING_SIDE, step=8,
-                             tooltip="Working height when working_size is custom (a multiple of 8)."),
+                             tooltip=f"Pixels, 64 to {MAX_WORKING_SIDE}, a multiple of 8: the crops' height when "
+                             "working_size is custom (ignored otherwise)."),
                 io.Int.Input("min_region_size", default=8, min=0, max=MAX_WORKING_SIDE,
-                             tooltip="Ignore regions whose larger side is below this many pixels (specks)."),
+                             tooltip="Pixels, in the source image: ignore regions whose larger side is below this "
+                             "(specks of mask). 0 keeps every region."),
                 io.Boolean.Input("merge_overlapping", default=False,
                                  tooltip="Merge regions whose crops overlap into one crop (fewer, larger crops). "
                                  "Off: each region its own crop; overlaps are still stitched seamlessly."),
@@ -53,9 +61,10 @@ class MaskMarginCrop(io.ComfyNode):
                                      "Without it, each connected part of the mask is a region."),
             ],
             outputs=[
-                io.Image.Output("crops", tooltip="All crops of all images, one batch, at the working size."),
-                io.Mask.Output("crop_masks", tooltip="The mask of each crop (for VAE Encode for Inpaint, "
-                               "Set Latent Noise Mask or InpaintModelConditioning)."),
+                io.Image.Output("crops", tooltip="All crops of all images as one batch at the working size, image "
+                                "by image: connect to VAE Encode (or InpaintModelConditioning)."),
+                io.Mask.Output("crop_masks", tooltip="The mask of each crop, only its own region (for Set Latent "
+                               "Noise Mask, VAE Encode for Inpaint or InpaintModelConditioning)."),
                 StitchType.Output("stitch", tooltip="Where each crop goes back: connect to Inpaint Stitch."),
             ],
         )
@@ -85,14 +94,17 @@ class MaskMarginStitch(io.ComfyNode):
             node_id="MaskMarginStitch",
             display_name="Inpaint Stitch",
             category="MaskMargin",
-            description="Scales each inpainted crop back and blends it into its own image through the mask: "
-            "pixels where the mask is 0 stay exactly as they were; images without a region pass through.",
+            description="Scales each inpainted crop back to its place and blends it into its own image through the "
+            "mask: pixels where the mask is 0 stay exactly as they were, where it is 1 they are the inpainted ones, "
+            "the fade band mixes both. Images without a region pass through unchanged. Output is RGB.",
             inputs=[
-                StitchType.Input("stitch", tooltip="From Mask Margin Crop."),
-                io.Image.Input("image", tooltip="The inpainted crops (VAE Decode of the sampler's output), "
-                               "one per crop, any size."),
+                StitchType.Input("stitch", tooltip="From Mask Margin Crop's stitch output: the source images, the "
+                                 "mask and where each crop goes."),
+                io.Image.Input("image", tooltip="The inpainted crops (VAE Decode of the sampler's output): the whole "
+                               "batch, same count and order as Mask Margin Crop's crops; any size (upscaled is fine)."),
             ],
-            outputs=[io.Image.Output("image", tooltip="The full images with the regions stitched back.")],
+            outputs=[io.Image.Output("image", tooltip="The full images, same size and count as the images given to "
+                                     "Mask Margin Crop, with every region stitched back.")],
         )
 
     @classmethod

@@ -59,24 +59,30 @@ class DetectorLoader(io.ComfyNode):
             node_id="MaskMarginDetectorLoader",
             display_name="Detector Loader",
             category="MaskMargin",
-            description="Loads a face, facial-feature, hand or person detector once; Image Mask reuses it.",
+            description="Loads a detector for faces, facial features (eyes, lips, nose), hands or people, once: "
+            "every run of Image Mask reuses it. Pick the model, and where it runs (local: this machine, CPU or GPU; "
+            "remote: an Image Masking API service). Connect its output to Image Mask.",
             inputs=[
                 io.Combo.Input(
                     "model", options=options, default="mediapipe_face_full",
-                    tooltip="mediapipe_* and *_mesh models are bundled with mediapipe (no file needed). "
-                    "*_yolov8* models need their .pt file in models/ultralytics/bbox (boxes) or "
-                    "models/ultralytics/segm (-seg). AIR ids: runware:35@1 face_yolov8n ... "
-                    "runware:35@15 eyes_mesh_mediapipe (see README). extra_* are offline extras.",
+                    tooltip="What to find. mediapipe_* and *_mesh (faces, face shape, eyes, lips, nose): bundled "
+                    "with mediapipe, no file needed. face_yolov8n/s and hand_yolov8n: put the .pt file in "
+                    "ComfyUI/models/ultralytics/bbox; person_yolov8n/s-seg: in models/ultralytics/segm "
+                    "(files: huggingface.co/Bingsu/adetailer). bbox/... and segm/...: other YOLO .pt files found in "
+                    "those folders. extra_* (hands, all people as one region): offline extras, local only. "
+                    "The node's help page lists what each model masks.",
                 ),
                 io.Combo.Input(
                     "where", options=["local", "remote"], default="local", optional=True,
-                    tooltip="local: detect on this machine. remote: send the images to the Image Masking API at "
-                    "RUNWARE_API_URL (Runware's, or a self-hosted `python -m maskmargin serve`); the key comes from "
-                    "RUNWARE_API_KEY or the key saved on the server (POST /maskmargin/api_key), never the workflow. "
-                    "The masks come out the same.",
+                    tooltip="local (default): detect on this machine. remote: send the images to the Image Masking "
+                    "API at RUNWARE_API_URL (Runware's, or a self-hosted `python -m maskmargin serve`); only the 15 "
+                    "API models run remotely (not extra_* or your own .pt files). The key comes from RUNWARE_API_KEY "
+                    "or the key saved on the server (POST /maskmargin/api_key), never from the workflow. Padding and "
+                    "blur are applied here, so the masks come out the same as local ones.",
                 ),
             ],
-            outputs=[DetectorType.Output("detector")],
+            outputs=[DetectorType.Output("detector", tooltip="The loaded detector: connect to Image Mask's "
+                                          "detector input. It stays loaded while this node is unchanged.")],
         )
 
     @classmethod
@@ -100,23 +106,37 @@ class ImageMask(io.ComfyNode):
             display_name="Image Mask",
             category="MaskMargin",
             description="Finds objects with the detector and returns one mask per image: each detection's own "
-            "shape, grown or shrunk by mask_padding, with a fade band of mask_blur pixels outside.",
+            "shape (box, segmentation or facial-feature outline), grown or shrunk by mask_padding pixels, with a fade "
+            "band of mask_blur pixels outside. Also returns the detections (for Mask Margin Crop), their boxes as "
+            "JSON and a preview. An image where nothing is found gets an empty (all 0) mask.",
             inputs=[
-                io.Image.Input("image", tooltip="One image or a batch (video frames); RGB, RGBA or grayscale."),
-                DetectorType.Input("detector", tooltip="From Detector Loader."),
+                io.Image.Input("image", tooltip="One image or a batch (video frames); RGB, RGBA or grayscale. "
+                               "Never modified."),
+                DetectorType.Input("detector", tooltip="From Detector Loader: the model that finds the objects."),
                 io.Float.Input("confidence", default=0.25, min=0.0, max=1.0, step=0.01,
-                               tooltip="Keep detections scoring at least this."),
+                               tooltip="Score threshold, 0 to 1: keep detections scoring at least this. Lower it "
+                               "(0.1-0.2) when small or turned faces are missed; raise it (0.4-0.6) when wrong things "
+                               "are masked."),
                 io.Int.Input("max_detections", default=6, min=1, max=MAX_DETECTIONS,
-                             tooltip="Keep at most this many per image, highest confidence first."),
+                             tooltip=f"1 to {MAX_DETECTIONS}: keep at most this many detections per image, highest "
+                             "score first. Raise it for group photos."),
                 io.Int.Input("mask_padding", default=4, min=-MAX_PADDING, max=MAX_PADDING,
-                             tooltip="Grow (positive) or shrink (negative) each detection's mask by this many pixels."),
+                             tooltip=f"Pixels, -{MAX_PADDING} to {MAX_PADDING}, in the image's own pixels: grow "
+                             "(positive) or shrink (negative) each detection's mask by this distance. Grow it so the "
+                             "inpaint can also change the edge around the object (hairline, chin)."),
                 io.Int.Input("mask_blur", default=4, min=0, max=MAX_PADDING,
-                             tooltip="Width in pixels of the fade band added OUTSIDE the padded mask."),
+                             tooltip=f"Pixels, 0 to {MAX_PADDING}: width of the fade band added OUTSIDE the padded "
+                             "mask (inside stays 1, the band falls to 0). Inpaint Stitch blends through this band: "
+                             "wider hides seams, 0 gives a hard edge."),
             ],
             outputs=[
-                io.Mask.Output("mask", tooltip="One mask per image, 0..1."),
-                DetectionsType.Output("detections", tooltip="Regions for Mask Margin Crop."),
-                io.String.Output("detections_json", tooltip="Boxes per image in the Image Masking API's shape."),
+                io.Mask.Output("mask", tooltip="One mask per image at the image's size, 0 to 1: every detection "
+                               "of that image in one mask; all 0 where nothing was found."),
+                DetectionsType.Output("detections", tooltip="Each detection's box and shape per image: connect to "
+                                      "Mask Margin Crop's detections so every detection gets its own crop."),
+                io.String.Output("detections_json", tooltip="JSON text: one list per image of boxes "
+                                 "{x_min, y_min, x_max, y_max} in the image's pixels (the Image Masking API's "
+                                 "detections)."),
                 io.Image.Output("preview", tooltip="Masks tinted and boxes drawn over the images, full size "
                                 "(made only when this output is connected; the node shows small previews itself)."),
             ],
