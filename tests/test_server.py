@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -289,8 +290,14 @@ def test_a_busy_service_answers_503_and_the_client_waits_and_retries():
         busy = service.post([masking()])
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
         assert busy.json()["errors"][0]["code"] == "serviceBusy"
-        threading.Timer(0.3, service.service.slots.release).start()
         with RemoteClient(RemoteConfig(api_url=service.url, api_key=KEY, retries=5)) as client:
+            def free_the_slot_once_refused() -> None:  # no timing race: wait for the client's first 503
+                deadline = time.monotonic() + 60
+                while not client.retry_log and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                service.service.slots.release()
+
+            threading.Thread(target=free_the_slot_once_refused, daemon=True).start()
             (found,) = client.mask_images([ASTRONAUT], "mediapipe_face_full", MaskSettings(0.25, 6, 0, 0))
         assert client.retry_log[0] == ("HTTP 503", 1.0) and len(found.boxes) == 1
     finally:
