@@ -1,0 +1,171 @@
+"""The pack in ComfyUI's real frontend, in a real browser (skipped, with the reason, without one).
+
+Needs COMFYUI_DIR (see tests/README.md), Debian's `chromium` on PATH, `node`, and playwright-core in
+tests/browser/node_modules (`npm --prefix tests/browser ci`; nothing downloads a browser). One browser
+session (tests/browser/driver.mjs) loads every example workflow, runs anonymize_faces with the Run button,
+opens the model picker and saves and clears an API key in Settings; the tests below check what it saw.
+Screenshots of each step are kept in pytest's temporary folder (browser0/), named in the failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workflow_api import to_api
+
+pytestmark = pytest.mark.comfyui
+
+HERE = Path(__file__).resolve().parent
+BROWSER_DIR = HERE / "browser"
+WORKFLOWS = sorted((HERE.parent / "example_workflows").glob("*.json"))
+RUN = "anonymize_faces"
+INPUT = "browser_astronaut.png"  # not example.png: other tests run the same graph, and ComfyUI would reuse their results
+KEY = "mm-browser-test-key-7d41c2"  # a throwaway key: saved through Settings, then cleared
+
+
+def browser_tools() -> tuple[str, str]:
+    """(chromium, node) or a skip naming what is missing."""
+    chromium = shutil.which("chromium")
+    node = shutil.which("node")
+    if chromium is None:
+        pytest.skip("chromium not on PATH (Debian: apt-get install -y chromium)")
+    if node is None:
+        pytest.skip("node not on PATH")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
+        pytest.skip("playwright-core not installed: npm --prefix tests/browser ci")
+    return chromium, node
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    chromium, node = browser_tools()  # before the comfy fixture: a missing browser skips without starting ComfyUI
+    return chromium, node, tmp_path_factory
+
+
+@pytest.fixture(scope="module")
+def seen(session, comfy):
+    """Run the browser once; returns the driver's report (see tests/browser/driver.mjs)."""
+    chromium, node, tmp_path_factory = session
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(comfy.input_dir / INPUT)
+    workflows = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
+    for item in workflows[RUN]["nodes"]:
+        if item["type"] == "LoadImage":
+            item["widgets_values"][0] = INPUT
+    out = tmp_path_factory.mktemp("browser")
+    job = out / "job.json"
+    job.write_text(json.dumps({"url": comfy.url, "out": str(out), "chromium": chromium, "workflows": workflows,
+                               "run": RUN, "apiKey": KEY}))
+    done = subprocess.run([node, str(BROWSER_DIR / "driver.mjs"), str(job)], cwd=BROWSER_DIR,
+                          capture_output=True, text=True, timeout=600)
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"driver failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    if report.get("fatal"):
+        pytest.fail(f"driver failed: {report['fatal']}\nscreenshots: {out}\n{comfy.log_tail(30)}")
+    return report
+
+
+def ours(entry: dict) -> bool:
+    where = f"{entry.get('url', '')} {entry.get('text', '')} {entry.get('stack', '')}"
+    return "/extensions/MaskMargin/" in where or "maskmargin" in where.lower()
+
+
+@pytest.mark.parametrize("name", [p.stem for p in WORKFLOWS])
+def test_example_workflow_loads_in_the_frontend(seen, name):
+    loaded = seen["workflows"][name]
+    assert loaded["nodes"] > 0
+    assert loaded["missing"] == [], f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
+    assert not loaded["dialogs"], f"a dialog opened on load: {loaded['dialogs']} ({loaded['screenshot']})"
+    assert Path(loaded["screenshot"]).is_file()
+
+
+def test_no_errors_from_the_extension(seen):
+    mine = [e for e in seen["console"] if ours(e)] + [e for e in seen["pageErrors"] if ours(e)]
+    assert mine == [], mine
+    assert seen["pageErrors"] == [], "uncaught errors on the page"
+
+
+def test_anonymize_runs_from_the_run_button(seen, comfy):
+    run = seen["run"]
+    assert run["finished"] and not run["status"].get("node_errors"), run
+    history = comfy.history(run["promptId"])
+    workflow = json.loads((WORKFLOWS[0].parent / f"{RUN}.json").read_text())
+    prompt = to_api(workflow, comfy.object_info())
+    (save_id,) = [i for i, spec in prompt.items() if spec["class_type"] == "SaveImage"]
+    (entry,) = history["outputs"][save_id]["images"]
+    out = np.asarray(Image.open(comfy.output_dir / entry.get("subfolder", "") / entry["filename"]))
+    src = np.asarray(Image.open(comfy.input_dir / INPUT))
+    assert out.shape == src.shape
+    changed = np.abs(out.astype(np.int16) - src.astype(np.int16)).max(axis=-1) > 1
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() > 0.01, "the face is pixelated"
+    # Only the face changed: the astronaut's face lies within x 150..330, y 40..240 (skimage's photo).
+    assert xs.min() >= 150 and xs.max() < 330 and ys.min() >= 40 and ys.max() < 240, (xs.min(), xs.max(), ys.min(), ys.max())
+
+
+def test_nodes_show_their_previews_after_the_run(seen):
+    shown = {n["type"]: n for n in seen["run"]["shown"]}
+    assert shown["MaskMarginImageMask"]["imgs"] == 1, "Image Mask shows its preview"
+    assert shown["MaskMarginImageMask"]["counts"] == [1], "and how many faces it found"
+    assert shown["MaskMarginCrop"]["imgs"] == 1, "Mask Margin Crop shows its crop"
+    assert shown["SaveImage"]["imgs"] == 1
+    executed = {e["node"]: e["output"] for e in seen["run"]["executed"]}
+    assert any(out.get("maskmargin_counts") == [1] for out in executed.values())
+
+
+def test_model_picker_is_grouped_and_says_which_files_are_missing(seen):
+    picker = seen["picker"]
+    groups = [e["text"] for e in picker["entries"] if e["group"]]
+    assert groups[:4] == ["Faces", "Facial features (face mesh)", "Hands", "People"], groups
+    assert any(g.startswith("Extras") for g in groups)
+    models = [e["text"] for e in picker["entries"] if not e["group"]]
+    assert len(models) >= 17, models  # the 15 API models, the 2 extras, any .pt another test put in the folders
+    assert any(t.startswith("face_yolov8n") and "file missing" in t for t in models), models
+    assert not any("file missing" in t for t in models if "mediapipe" in t or "mesh" in t)
+    # Picking from the grouped menu sets the plain model name, which is what the workflow stores.
+    assert picker["before"]["value"] == "mediapipe_face_full"
+    assert "bundled with mediapipe: no file needed" in picker["before"]["note"]
+    assert picker["picked"]["value"] == "face_yolov8n"
+    assert picker["picked"]["serialized"] == ["face_yolov8n", "local"], "the note widget is not serialized"
+    assert "needs face_yolov8n.pt in models/ultralytics/bbox: missing" in picker["picked"]["note"]
+
+
+def test_api_key_setting_is_kept_on_the_server_only(seen, comfy):
+    key = seen["apiKey"]
+    assert key["inputType"] == "password"
+    saved = key["afterSave"]
+    assert saved["status"].startswith("key set"), saved["status"]
+    assert saved["inputValue"] == "", "the field empties after saving"
+    assert saved["settingValue"] == "", "the setting's own value stays empty"
+    for where in ("localStorage", "settings", "workflow"):
+        assert KEY not in saved[where], f"the key leaked into {where}"
+    assert key["afterClear"] == "not set"
+    assert comfy.get("/maskmargin/api_key")["keySet"] is False
+    for path in (comfy.base_dir / "user").rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".db", ""):
+            assert KEY.encode() not in path.read_bytes(), f"the key is still in {path}"
+
+
+def test_model_route_describes_every_choice(comfy):
+    info = json.loads(urllib.request.urlopen(comfy.url + "/maskmargin/models", timeout=30).read())
+    options = comfy.object_info("MaskMarginDetectorLoader")["MaskMarginDetectorLoader"]["input"]["required"]["model"]
+    values = options[1]["options"] if options[0] == "COMBO" else options[0]
+    assert [m["name"] for m in info["models"]] == values, "one entry per combo value, same order"
+    by_name = {m["name"]: m for m in info["models"]}
+    assert by_name["face_yolov8n"].items() >= {"group": "face", "needs_file": True, "file_name": "face_yolov8n.pt",
+                                               "folder": "models/ultralytics/bbox"}.items()
+    assert by_name["mediapipe_face_full"]["needs_file"] is False
+    assert by_name["eyes_lips_mesh"]["group"] == "facial features"
+    assert by_name["extra_mediapipe_hands"]["group"] == "extras" and by_name["extra_mediapipe_hands"]["remote"] is False
