@@ -44,16 +44,17 @@ def browser_tools() -> tuple[str, str]:
     return chromium, node
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    chromium, node = browser_tools()  # before the comfy fixture: a missing browser skips without starting ComfyUI
-    return chromium, node, tmp_path_factory
+@pytest.fixture(scope="session")
+def browser():
+    """(chromium, node); session-scoped like `comfy` and listed first, so a missing browser skips before
+    ComfyUI starts."""
+    return browser_tools()
 
 
 @pytest.fixture(scope="module")
-def seen(session, comfy):
+def seen(browser, comfy, tmp_path_factory):
     """Run the browser once; returns the driver's report (see tests/browser/driver.mjs)."""
-    chromium, node, tmp_path_factory = session
+    chromium, node = browser
     from skimage import data
 
     Image.fromarray(data.astronaut()).save(comfy.input_dir / INPUT)
