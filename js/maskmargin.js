@@ -207,6 +207,15 @@ function setupDetectorLoader(nodeType) {
             return openGroupedMenu(this, options);
         };
         addNote(this, () => modelNote(model.value, where()));
+        for (const widget of this.widgets) { // the note's length follows the choice: keep it inside the node
+            if (widget.name !== "model" && widget.name !== "where") continue;
+            const callback = widget.callback;
+            widget.callback = (...args) => {
+                const answer = callback?.apply(widget, args);
+                fitNode(this);
+                return answer;
+            };
+        }
         refreshModelInfo().then(() => fitNode(this));
         fitNode(this);
         return result;

@@ -141,6 +141,7 @@ def test_model_picker_is_grouped_and_says_which_files_are_missing(seen):
     assert picker["picked"]["value"] == "face_yolov8n"
     assert picker["picked"]["serialized"] == ["face_yolov8n", "local"], "the note widget is not serialized"
     assert "needs face_yolov8n.pt in models/ultralytics/bbox: missing" in picker["picked"]["note"]
+    assert "runs on the Image Masking API (runware:35@1): no file needed here" in picker["picked"]["remoteNote"]
 
 
 def test_api_key_setting_is_kept_on_the_server_only(seen, comfy):

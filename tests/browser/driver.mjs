@@ -222,6 +222,14 @@ async function modelPicker(page) {
     await menu.waitFor({ state: "detached", timeout: 5000 });
     await settle(page, 300);
     const picked = await state();
+    picked.remoteNote = await page.evaluate((id) => { // the same model with where = remote
+        const node = window.app.graph.getNodeById(id);
+        const where = node.widgets.find((w) => w.name === "where");
+        where.value = "remote";
+        const note = node.widgets.find((w) => w.name === "maskmargin_note").lines().map(([t]) => t);
+        where.value = "local";
+        return note;
+    }, loader);
     await open();
     const picture = await clip(page, union([await nodeBox(page, loader), await menu.boundingBox()], 16), "model_picker");
     await page.keyboard.press("Escape");
