@@ -4,7 +4,8 @@
 //
 // job.json: {"url": "http://127.0.0.1:PORT", "out": "<folder for screenshots>", "chromium": "/usr/bin/chromium",
 //            "workflows": {"<name>": <UI-format workflow>, ...}, "run": "<name of the workflow to run>",
-//            "apiKey": "<a throwaway key to save and clear through Settings > MaskMargin>"}
+//            "apiKey": "<a throwaway key to save and clear through Settings > MaskMargin>",
+//            "probe": <a workflow with an unknown node type, to show the missing-node checks work>}
 // Prints one JSON object on stdout: per workflow the node types the frontend does not know, whether a
 // missing-nodes dialog opened and the screenshot; the run's prompt_id; every console error and page error
 // (with the script URL it came from); the model picker's entries; what the API key setting showed and what
@@ -116,6 +117,10 @@ async function main() {
     await settle(page, 1500);
     await closeDialogs(page);
 
+    if (job.probe) { // a workflow with a node type nobody has: the checks below must see it
+        result.probe = await load(page, "probe", job.probe);
+        await closeDialogs(page);
+    }
     for (const [name, workflow] of Object.entries(job.workflows)) {
         const loaded = await load(page, name, workflow);
         const box = await fitView(page);
