@@ -158,7 +158,8 @@ function addNote(node, lines) {
             return wrapLines(measureContext, this.lines(), width - 30);
         },
         computeSize(width) {
-            const count = this.wrapped(width ?? node.size[0]).length;
+            // Wrapped at the node's real width: litegraph asks with its minimum width, which would wrap more.
+            const count = this.wrapped(Math.max(width ?? 0, node.size[0])).length;
             return [width ?? node.size[0], count ? count * LINE_HEIGHT + 6 : 0];
         },
         draw(ctx, drawnNode, width, y) {
