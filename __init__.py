@@ -12,9 +12,10 @@ except ModuleNotFoundError as exc:
 else:
     from .nodes.crop_stitch import NODES as CROP_STITCH_NODES
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
-    from .nodes.remote import register_routes
+    from .nodes import model_info, remote
 
-    register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
+    remote.register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
+    model_info.register_routes()  # GET /maskmargin/models: the model picker's groups and files
 
     WEB_DIRECTORY = "./js"
 

@@ -159,8 +159,9 @@ class ImageMask(io.ComfyNode):
         out = comfy_env.output_device()
         preview = result.preview.to(out) if result.preview is not None else None
         text = json.dumps(result.to_api())
-        return io.NodeOutput(result.masks.to(out), result.detections, text, preview,
-                             ui=ui.PreviewImage(result.thumbnails, cls=cls))
+        shown = ui.PreviewImage(result.thumbnails, cls=cls).as_dict()
+        shown["maskmargin_counts"] = [len(found.detections) for found in result.detections]  # js/ labels them
+        return io.NodeOutput(result.masks.to(out), result.detections, text, preview, ui=shown)
 
 
 NODES = [DetectorLoader, ImageMask]
