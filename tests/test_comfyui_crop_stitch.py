@@ -114,3 +114,15 @@ def test_crop_invert_stitch_on_a_batch_changes_only_masked_pixels(comfy, photos)
         assert (np.abs(out - src)[mask > 0] > 1).mean() > 0.9, "the masked pixels changed"
     shown = history["outputs"]["6"]["images"]
     assert len(shown) == 5, "Mask Margin Crop shows its crops"
+
+
+def test_examples_are_offered_by_the_template_browser(comfy):
+    """ComfyUI serves every example (and its thumbnail) where the template browser looks for them."""
+    import urllib.request
+
+    listed = comfy.get("/workflow_templates")
+    assert sorted(listed["MaskMargin"]) == [p.stem for p in WORKFLOWS]
+    served = comfy.get("/api/workflow_templates/MaskMargin/anonymize_faces.json")
+    assert served == json.loads((WORKFLOWS[0].parent / "anonymize_faces.json").read_text())
+    with urllib.request.urlopen(comfy.url + "/api/workflow_templates/MaskMargin/anonymize_faces.jpg") as r:
+        assert r.headers["Content-Type"] == "image/jpeg" and len(r.read()) > 10_000
