@@ -36,3 +36,15 @@ def test_each_node_has_a_help_page_and_a_readme_entry(node_id):
     page = ROOT / "js" / "docs" / f"{node_id}.md"
     assert page.read_text(encoding="utf-8").startswith("# ")
     assert f"`{node_id}`" in readme_section("Nodes")
+
+
+def test_example_workflows_are_what_the_generator_writes():
+    """The JSON in example_workflows/ is the generator's output (edit the generator, not the files)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "tools" / "make_example_workflows.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
