@@ -62,3 +62,13 @@ def output_used(dynprompt, node_id: str | None, index: int) -> bool:
             if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and value[1] == index:
                 return True
     return False
+
+
+def server_routes():
+    """ComfyUI's route table (aiohttp RouteTableDef), or None when no server is running (e.g. in tests)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    server = getattr(PromptServer, "instance", None)
+    return None if server is None else server.routes

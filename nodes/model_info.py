@@ -73,14 +73,9 @@ async def _get(request: web.Request) -> web.Response:
 
 def register_routes() -> None:
     """Add GET /maskmargin/models to ComfyUI's server (when one is running)."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return
-    server = getattr(PromptServer, "instance", None)
-    if server is None:
-        return
-    server.routes.get(ROUTE)(_get)
+    routes = comfy_env.server_routes()
+    if routes is not None:
+        routes.get(ROUTE)(_get)
 
 
 __all__ = ["ROUTE", "describe", "model_info", "register_routes"]

@@ -19,6 +19,7 @@ from ..maskmargin import remote_settings
 from ..maskmargin.errors import MaskMarginError
 from ..maskmargin.registry import ModelSpec
 from ..maskmargin.remote_client import RemoteConfig, RemoteDetector, remote_model
+from . import comfy_env
 
 log = logging.getLogger("maskmargin")
 ROUTE = "/maskmargin/api_key"
@@ -67,16 +68,11 @@ async def _delete(request: web.Request) -> web.Response:
 
 def register_routes() -> None:
     """Add the settings route to ComfyUI's server (when one is running)."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return
-    server = getattr(PromptServer, "instance", None)
-    if server is None:
-        return
-    server.routes.get(ROUTE)(_get)
-    server.routes.post(ROUTE)(_post)
-    server.routes.delete(ROUTE)(_delete)
+    routes = comfy_env.server_routes()
+    if routes is not None:
+        routes.get(ROUTE)(_get)
+        routes.post(ROUTE)(_post)
+        routes.delete(ROUTE)(_delete)
 
 
 __all__ = ["ROUTE", "config", "detector", "register_routes", "settings_dir"]
