@@ -17,8 +17,8 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
            out: torch.Tensor | None = None, smooth: bool = False) -> torch.Tensor:
     """`x` ([h, w, C] or [h, w]) resized to [height, width, ...] as float32, on x's device; x is not modified.
 
-    Shrinking averages areas (no aliasing); enlarging is bicubic, clamped to the source's range so
-    it never rings past black or white. `kernel` "opencv" or "torch" overrides the choice by device.
+    Shrinking averages areas (no aliasing); enlarging is bicubic, clamped to 0..1 (or to the source's
+    range where that is wider) so it never rings past black or white. `kernel` "opencv" or "torch" overrides the choice by device.
     `out`, when given, is the contiguous float32 tensor to write into (e.g. one slot of a batch).
     `smooth` content (masks) is enlarged bilinearly: cheaper, and it cannot overshoot.
     """
@@ -36,8 +36,13 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
             dst = dst[..., 0]
         cv2.resize(src if src.ndim == 2 or src.shape[2] > 1 else src[..., 0], (width, height), dst=dst,
                    interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR if smooth else cv2.INTER_CUBIC)
-        if not shrink and not smooth:  # numpy here: small single-threaded passes, no thread-pool start-up per call
-            np.clip(dst, src.min(), src.max(), out=dst)
+        if not shrink and not smooth:
+            lo, hi = min(float(src.min()), 0.0), max(float(src.max()), 1.0)
+            if (lo, hi) == (0.0, 1.0):  # the usual case: two SIMD passes, ten times faster than np.clip
+                cv2.threshold(dst, 1.0, 1.0, cv2.THRESH_TRUNC, dst=dst)
+                cv2.threshold(dst, 0.0, 0.0, cv2.THRESH_TOZERO, dst=dst)
+            else:
+                np.clip(dst, lo, hi, out=dst)
         return out
     else:
         nchw = x.to(torch.float32).reshape(x.shape[0], x.shape[1], -1).permute(2, 0, 1).unsqueeze(0)
@@ -45,5 +50,5 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
         scaled = F.interpolate(nchw, size=(height, width), align_corners=False, **mode)
         out.copy_(scaled[0].permute(1, 2, 0).reshape(out.shape))
     if not shrink and not smooth:
-        out.clamp_(float(x.min()), float(x.max()))
+        out.clamp_(min(float(x.min()), 0.0), max(float(x.max()), 1.0))
     return out
