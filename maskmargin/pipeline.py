@@ -6,16 +6,18 @@ Called by the ComfyUI node, the command line and the service alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from . import buffers
 from .backends.base import Detector, Progress
 from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor, to_uint8_rgb
-from .masks import build_masks
+from .masks import build_mask
 from .preview import draw_preview, thumbnails
 
 MAX_DETECTIONS = 20
@@ -98,12 +100,61 @@ def image_mask(
     """
     images = check_image_batch(images)
     device = device if device is not None else images.device
-    arrays = to_uint8_rgb(images)
-    found = detect_arrays(detector, arrays, settings, progress)
-    masks = build_masks(found, settings.mask_padding, settings.mask_blur, device)
+    n, h, w = images.shape[:3]
+    masks = buffers.zeros((n, h, w), device)
+    shown: list[torch.Tensor] = []
+
+    def finish(i: int, array: np.ndarray, image_found: ImageDetections) -> None:
+        build_mask(image_found, settings.mask_padding, settings.mask_blur, out=masks[i])
+        if thumbnail_side > 0:
+            shown.append(thumbnails([array], masks[i : i + 1], [image_found], thumbnail_side))
+
+    if type(detector).detect_batch is not Detector.detect_batch:  # a backend that batches (YOLO, remote)
+        arrays = to_uint8_rgb(images)
+        found = detect_arrays(detector, arrays, settings, progress)
+        for i, (array, image_found) in enumerate(zip(arrays, found)):
+            finish(i, array, image_found)
+    else:
+        found = _pipelined(detector, images, settings, progress, finish)
     preview = draw_preview(rgb_tensor(images).to(device), masks, found) if with_preview else None
-    thumbs = thumbnails(arrays, masks, found, thumbnail_side) if thumbnail_side > 0 else None
-    return MaskResult(masks, found, preview, thumbs)
+    return MaskResult(masks, found, preview, torch.cat(shown) if shown else None)
+
+
+def _pipelined(detector: Detector, images: torch.Tensor, settings: MaskSettings, progress: Progress | None,
+               finish: Callable[[int, np.ndarray, ImageDetections], None]) -> list[ImageDetections]:
+    """Detect image by image on this thread while a helper thread converts the next images and builds
+    the masks (and thumbnails) of the previous ones.
+
+    MediaPipe's face models run on one core, so the conversion and mask work ride on the other and
+    cost almost no wall time. The helper holds at most two converted images ahead.
+    """
+    n = images.shape[0]
+    found: list[ImageDetections] = []
+    inference = torch.is_inference_mode_enabled()  # thread-local: ComfyUI runs nodes in inference mode
+
+    def in_mode(fn: Callable, *args):
+        with torch.inference_mode(inference):
+            return fn(*args)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskmargin") as helper:
+        def convert(i: int):
+            return helper.submit(in_mode, lambda: to_uint8_rgb(images[i : i + 1])[0])
+
+        ahead = [convert(i) for i in range(min(2, n))]
+        finishing = []
+        for i in range(n):
+            array = ahead.pop(0).result()
+            if i + 2 < n:
+                ahead.append(convert(i + 2))
+            dets = detector.detect(array, settings.confidence, settings.max_detections)
+            image_found = ImageDetections(array.shape[1], array.shape[0], tuple(dets), detector.name)
+            found.append(image_found)
+            finishing.append(helper.submit(in_mode, finish, i, array, image_found))
+            if progress is not None:
+                progress(i + 1, n)
+        for job in finishing:
+            job.result()  # the helper's errors surface here
+    return found
 
 
 def stop_check(check: Callable[[], None] | None, update: Callable[[int, int], None] | None = None) -> Progress:

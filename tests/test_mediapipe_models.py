@@ -215,3 +215,14 @@ def test_broken_mediapipe_fails_loudly(monkeypatch):
             load_detector("mediapipe_face_full")
     finally:
         clear_cache()
+
+
+def test_image_mask_in_inference_mode_as_comfyui_runs_it():
+    """ComfyUI executes nodes under torch.inference_mode (thread-local): the helper thread must follow."""
+    det = load_detector("mediapipe_face_full")
+    batch = (torch.from_numpy(ASTRONAUT).float() / 255).unsqueeze(0).repeat(3, 1, 1, 1)
+    with torch.inference_mode():
+        result = image_mask(det, batch, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
+    plain = image_mask(det, batch, MaskSettings(0.25, 6, 4, 4))
+    assert torch.equal(result.masks, plain.masks) and result.masks[0].max() == 1
+    assert result.thumbnails.shape == (3, 128, 128, 3)
