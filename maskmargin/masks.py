@@ -24,6 +24,7 @@ from . import buffers
 from .detection import ImageDetections
 
 _FAR = 1.0e9
+LARGE_BOX = 512 * 512  # window area (pixels) from which a box's interior is filled instead of computed
 
 
 def _axis_distance(mask: torch.Tensor) -> torch.Tensor:
@@ -135,28 +136,50 @@ def build_mask(
     reach = max(padding, 0) + max(blur, 0)
     for det in found.detections:
         if det.mask is None and padding >= 0:
-            rect = det.pixel_box(w, h)
-            if rect[2] <= rect[0] or rect[3] <= rect[1]:
-                continue
-            if reach == 0:
-                out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
-                continue
-            window = _grown(rect, reach, w, h)
-            values = fade_by_distance(box_distance(rect, window, out.device), padding, blur)
-        else:
-            rect, local = det.region(w, h)
-            if not local.size or not local.any():
-                continue
-            shape = torch.from_numpy(np.ascontiguousarray(local)).to(out.device)
-            if padding < 0:
-                shape = _shrink_in_place_window(shape, rect, -padding, w, h)
-            window = _grown(rect, reach, w, h)
-            core = torch.zeros((window[3] - window[1], window[2] - window[0]), dtype=torch.bool, device=out.device)
-            core[rect[1] - window[1] : rect[3] - window[1], rect[0] - window[0] : rect[2] - window[0]] = shape
-            values = pad_and_fade(core, max(padding, 0), blur)
+            _add_box(out, det.pixel_box(w, h), padding, blur)
+            continue
+        rect, local = det.region(w, h)
+        if not local.size or not local.any():
+            continue
+        shape = torch.from_numpy(np.ascontiguousarray(local)).to(out.device)
+        if padding < 0:
+            shape = _shrink_in_place_window(shape, rect, -padding, w, h)
+        window = _grown(rect, reach, w, h)
+        core = torch.zeros((window[3] - window[1], window[2] - window[0]), dtype=torch.bool, device=out.device)
+        core[rect[1] - window[1] : rect[3] - window[1], rect[0] - window[0] : rect[2] - window[0]] = shape
         target = out[window[1] : window[3], window[0] : window[2]]
-        torch.maximum(target, values, out=target)
+        torch.maximum(target, pad_and_fade(core, max(padding, 0), blur), out=target)
     return out
+
+
+def _add_box(out: torch.Tensor, rect: tuple[int, int, int, int], padding: int, blur: int) -> None:
+    """Combine a box grown by `padding` >= 0 with its fade band into `out` (distances in closed form).
+
+    Inside the box the mask is 1, so a large box only needs its band: four thin strips. A small one is
+    cheaper as one window (fewer tensor operations)."""
+    if rect[2] <= rect[0] or rect[3] <= rect[1]:
+        return
+    h, w = out.shape
+    window = _grown(rect, padding + blur, w, h)
+    if window == rect:
+        out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
+        return
+    if (window[2] - window[0]) * (window[3] - window[1]) < LARGE_BOX:
+        parts = [window]
+    else:
+        out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
+        parts = _band(window, rect)
+    for strip in parts:
+        target = out[strip[1] : strip[3], strip[0] : strip[2]]
+        torch.maximum(target, fade_by_distance(box_distance(rect, strip, out.device), padding, blur), out=target)
+
+
+def _band(window: tuple[int, int, int, int], rect: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
+    """The parts of `window` outside `rect` (which it contains) as up to four rectangles."""
+    wx0, wy0, wx1, wy1 = window
+    x0, y0, x1, y1 = rect
+    strips = [(wx0, wy0, wx1, y0), (wx0, y1, wx1, wy1), (wx0, y0, x0, y1), (x1, y0, wx1, y1)]
+    return [s for s in strips if s[2] > s[0] and s[3] > s[1]]
 
 
 def _grown(rect: tuple[int, int, int, int], reach: int, width: int, height: int) -> tuple[int, int, int, int]:

@@ -145,3 +145,18 @@ def test_refine_mask_on_a_whole_mask_and_input_untouched():
     assert torch.equal(mask, before)
     assert out[10:20, 10:20].min() == 1 and out[8, 15] == 1
     assert out[7, 15] == pytest.approx(2 / 3) and out[6, 15] == pytest.approx(1 / 3) and out[5, 15] == 0
+
+
+def test_large_box_filled_inside_and_banded_outside_matches_the_distance_search():
+    """Boxes whose window passes LARGE_BOX are drawn as interior + four strips: same values as the search."""
+    from maskmargin.masks import LARGE_BOX
+
+    w, h = 900, 800
+    box = (50.0, 40.0, 850.0, 760.0)
+    assert (box[2] - box[0]) * (box[3] - box[1]) > LARGE_BOX
+    seg = Detection(box, 0.9, "person", mask=np.ones((720, 800), bool), mask_box=(50, 40, 850, 760))
+    for padding, blur in [(0, 6), (5, 3), (3, 0)]:
+        as_box = build_mask(ImageDetections(w, h, (Detection(box, 0.9, "person"),)), padding, blur)
+        as_seg = build_mask(ImageDetections(w, h, (seg,)), padding, blur)
+        assert torch.allclose(as_box, as_seg, atol=1e-6), (padding, blur)
+        assert as_box[400, 450] == 1 and as_box[40 - padding - blur - 1, 450] == 0
