@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from . import buffers
+from .backends.base import Progress
 from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
@@ -189,7 +190,7 @@ def mask_margin_crop(
     settings: CropSettings,
     detections: list[ImageDetections] | None = None,
     device: torch.device | str | None = None,
-    progress=None,
+    progress: Progress | None = None,
 ) -> CropResult:
     """Crop every region of every image to settings.width x settings.height. Inputs are not modified."""
     images = check_image_batch(images)

@@ -77,11 +77,6 @@ def pad_and_fade(shape: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     return fade_by_distance(distance_within(shape, padding + blur), padding, blur)
 
 
-def fade_outside(mask: torch.Tensor, blur: int) -> torch.Tensor:
-    """Float mask: 1 inside `mask`, 1 - d/(blur+1) at distance d <= blur outside it, 0 beyond."""
-    return pad_and_fade(mask, 0, blur)
-
-
 def grow(mask: torch.Tensor, padding: int) -> torch.Tensor:
     """Bool mask grown (padding > 0) or shrunk (padding < 0) by exact Euclidean distance."""
     if padding == 0:
@@ -89,15 +84,6 @@ def grow(mask: torch.Tensor, padding: int) -> torch.Tensor:
     if padding > 0:
         return distance_within(mask, padding) <= padding
     return ~(distance_within(~mask, -padding) <= -padding)
-
-
-def refine_mask(mask: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
-    """Apply padding then the outer fade band to a whole [H, W] mask (values > 0.5 count as inside).
-
-    For masks that are not made of separate detections (e.g. a mask returned by a remote service);
-    negative padding then shrinks the union as a whole.
-    """
-    return pad_and_fade(mask > 0.5, padding, blur)
 
 
 def box_distance(rect: tuple[int, int, int, int], window: tuple[int, int, int, int],
@@ -161,12 +147,9 @@ def _add_box(out: torch.Tensor, rect: tuple[int, int, int, int], padding: int, b
         return
     h, w = out.shape
     window = _grown(rect, padding + blur, w, h)
-    if window == rect:
-        out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
-        return
-    if (window[2] - window[0]) * (window[3] - window[1]) < LARGE_BOX:
+    if window != rect and (window[2] - window[0]) * (window[3] - window[1]) < LARGE_BOX:
         parts = [window]
-    else:
+    else:  # no band at all, or a large box: fill the inside, compute only the band
         out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
         parts = _band(window, rect)
     for strip in parts:

@@ -146,8 +146,7 @@ def _pipelined(detector: Detector, images: torch.Tensor, settings: MaskSettings,
             array = ahead.pop(0).result()
             if i + 2 < n:
                 ahead.append(convert(i + 2))
-            dets = detector.detect(array, settings.confidence, settings.max_detections)
-            image_found = ImageDetections(array.shape[1], array.shape[0], tuple(dets), detector.name)
+            (image_found,) = detect_arrays(detector, [array], settings)
             found.append(image_found)
             finishing.append(helper.submit(in_mode, finish, i, array, image_found))
             if progress is not None:

@@ -47,8 +47,8 @@ def merge(a: Region, b: Region) -> Region:
     for r in (a, b):
         x0, y0 = r.box[0] - box[0], r.box[1] - box[1]
         owned[y0 : y0 + r.owned.shape[0], x0 : x0 + r.owned.shape[1]] |= r.owned
-    label = a.label if a.label == b.label or not b.label else f"{a.label}+{b.label}" if a.label else b.label
-    return Region(box, owned, label)
+    names = dict.fromkeys(part for r in (a, b) for part in r.label.split("+") if part)
+    return Region(box, owned, "+".join(names))
 
 
 def find_regions(mask: torch.Tensor, found: ImageDetections | None = None, min_size: int = 0) -> list[Region]:
@@ -63,11 +63,11 @@ def find_regions(mask: torch.Tensor, found: ImageDetections | None = None, min_s
         return []
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     cols = torch.nonzero(mask[y0:y1].amax(dim=0) > 0)
-    frame = Labels(int(cols[0]), y0, int(cols[-1]) + 1, y1, mask.shape[1], mask.shape[0])
-    on = (mask[y0:y1, frame.x0 : frame.x1] > 0).cpu().numpy().view(np.uint8)
-    count, frame.labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
-    parts = [(int(x) + frame.x0, int(y) + frame.y0, int(x + w) + frame.x0, int(y + h) + frame.y0)
-             for x, y, w, h, _ in stats[1:count, :5]]
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    on = (mask[y0:y1, x0:x1] > 0).cpu().numpy().view(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
+    frame = Labels(labels, x0, y0, mask.shape[1], mask.shape[0])
+    parts = [(int(x) + x0, int(y) + y0, int(x + w) + x0, int(y + h) + y0) for x, y, w, h, _ in stats[1:count, :5]]
     if found is None:
         regions = [Region(box, frame.at(box) == k + 1) for k, box in enumerate(parts)]
     else:
@@ -75,23 +75,22 @@ def find_regions(mask: torch.Tensor, found: ImageDetections | None = None, min_s
     return [r for r in regions if r.size >= min_size]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Labels:
-    """Connected-part labels of the rectangle (x0, y0)-(x1, y1) of a width x height image."""
+    """Connected-part labels of a rectangle whose top-left corner is (x0, y0) in a width x height image."""
 
+    labels: np.ndarray
     x0: int
     y0: int
-    x1: int
-    y1: int
     width: int
     height: int
-    labels: np.ndarray | None = None
 
     def at(self, box: Box) -> np.ndarray:
         """The labels inside `box` (image pixels), clipped to the labelled rectangle."""
-        x0, y0 = max(box[0], self.x0) - self.x0, max(box[1], self.y0) - self.y0
-        x1, y1 = min(box[2], self.x1) - self.x0, min(box[3], self.y1) - self.y0
-        return self.labels[y0 : max(y1, y0), x0 : max(x1, x0)]
+        h, w = self.labels.shape
+        x0, y0 = min(max(box[0] - self.x0, 0), w), min(max(box[1] - self.y0, 0), h)
+        x1, y1 = min(max(box[2] - self.x0, x0), w), min(max(box[3] - self.y0, y0), h)
+        return self.labels[y0:y1, x0:x1]
 
 
 def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> list[Region]:
@@ -122,8 +121,8 @@ def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> li
             continue  # nothing of the mask left to inpaint for this detection
         region = Region(boxes[j], np.zeros((boxes[j][3] - boxes[j][1], boxes[j][2] - boxes[j][0]), bool), det.label)
         for piece in owned:
-            region = merge(region, piece)
-        regions.append(Region(region.box, region.owned, det.label))
+            region = merge(region, piece)  # the pieces carry no label: the detection's stays
+        regions.append(region)
     return regions + orphans
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .backends.base import Progress
 from .buffers import copy_of
 from .crop import CropResult
 from .errors import InvalidParameter
@@ -16,7 +17,7 @@ from .images import check_image_batch, rgb_tensor
 from .resample import resize
 
 
-def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress=None) -> torch.Tensor:
+def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
     """The [B, H, W, 3] images with every crop of `stitch` put back from `inpainted` [N, h, w, C]."""
     inpainted = check_image_batch(inpainted)
     source = rgb_tensor(stitch.source)
@@ -25,9 +26,7 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress=None) -
         raise InvalidParameter(
             f"Inpaint Stitch got {inpainted.shape[0]} images for {expected} crops: connect the sampler's output "
             f"for the whole crop batch of the Mask Margin Crop that made this stitch", parameter="image")
-    if stitch.placeholder:
-        return copy_of(source)  # no region anywhere: the images pass through unchanged (a new tensor)
-    out = copy_of(source)
+    out = copy_of(source)  # a new tensor: images without a region (all of them, with a placeholder) pass through
     inpainted = rgb_tensor(inpainted)
     for i, c in enumerate(stitch.plan):
         x0, y0, x1, y1 = c.window

@@ -47,7 +47,7 @@ def output_device():
 def progress_for(total: int) -> Progress:
     """A progress callback that updates ComfyUI's bar and stops when the user cancels the run."""
     bar = comfy.utils.ProgressBar(total)
-    return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, _total: bar.update_absolute(done))
+    return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, total: bar.update_absolute(done, total))
 
 
 def output_used(dynprompt, node_id: str | None, index: int) -> bool:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskmargin.detection import Detection, ImageDetections
-from maskmargin.masks import build_mask, build_masks, distance_within, refine_mask
+from maskmargin.masks import build_mask, build_masks, distance_within, pad_and_fade
 
 W, H = 64, 48
 BOX = (20.0, 15.0, 30.0, 25.0)  # covers columns 20..29, rows 15..24
@@ -137,11 +137,11 @@ def test_batch_of_different_sizes_is_refused():
         build_masks([ImageDetections(10, 10, ()), ImageDetections(12, 10, ())], 0, 0)
 
 
-def test_refine_mask_on_a_whole_mask_and_input_untouched():
+def test_pad_and_fade_on_a_whole_mask_and_input_untouched():
     mask = torch.zeros(H, W)
     mask[10:20, 10:20] = 1
     before = mask.clone()
-    out = refine_mask(mask, 2, 2)
+    out = pad_and_fade(mask > 0.5, 2, 2)
     assert torch.equal(mask, before)
     assert out[10:20, 10:20].min() == 1 and out[8, 15] == 1
     assert out[7, 15] == pytest.approx(2 / 3) and out[6, 15] == pytest.approx(1 / 3) and out[5, 15] == 0
