@@ -283,13 +283,15 @@ def eye_centres(photos: list[Photo], cache: dict) -> dict:
     n_eyes = sum(len(p.boxes("eyes") or []) for p in photos)
     print(f"\nAnnotated eye centres inside the mask (padding 0, blur 0), {n_eyes} eyes")
     print("  (of found faces: only eyes whose centre lies in a face that mediapipe_face_full found; "
-          "pad 4: the API's default padding; box: the mask touches the eye box)")
-    print(f"  {'model':<32} {'inside':>9} {'share':>6} {'found faces':>11} {'pad 4':>6} {'box':>6}  missed (image:centre)")
+          "pad 4: the API's default padding; box: the mask touches the eye box;\n"
+          "   IoU: mean over eyes of found faces of mask vs eye box, both cut to the box grown by half its size)")
+    print(f"  {'model':<32} {'inside':>9} {'share':>6} {'found faces':>11} {'pad 4':>6} {'box':>6} {'IoU':>6}  "
+          "missed (image:centre)")
     out = {}
     for model in EYE_MODELS:
         preds, _ = detect_all(model, photos, cache)
         hit = hit_found = n_found = hit_pad = touch = 0
-        missed = []
+        missed, ious = [], []
         for p, dets, fdets in zip(photos, preds, faces):
             h, w = p.rgb.shape[:2]
             m = union_mask(dets, w, h)
@@ -301,6 +303,8 @@ def eye_centres(photos: list[Photo], cache: dict) -> dict:
                 n_found += in_found
                 x0, y0, x1, y1 = int_box(b, w, h)
                 touch += bool(m[y0:y1, x0:x1].any())
+                if in_found:
+                    ious.append(box_iou_near(m, (x0, y0, x1, y1)))
                 hit_pad += bool(padded[yi, xi])
                 if m[yi, xi]:
                     hit += 1
@@ -311,10 +315,25 @@ def eye_centres(photos: list[Photo], cache: dict) -> dict:
         share_found = hit_found / n_found if n_found else float("nan")
         out[model] = {"eyes": n_eyes, "inside": hit, "share": share, "eyes_in_found_faces": n_found,
                       "share_of_found_faces": share_found, "share_padding4": hit_pad / max(n_eyes, 1),
-                      "share_touching_box": touch / max(n_eyes, 1), "missed": missed}
+                      "share_touching_box": touch / max(n_eyes, 1), "mean_box_iou": float(np.mean(ious)),
+                      "missed": missed}
         print(f"  {model:<32} {hit:>4}/{n_eyes:<4} {fmt(share)} {fmt(share_found):>11} "
-              f"{fmt(hit_pad / max(n_eyes, 1))} {fmt(touch / max(n_eyes, 1))}  {' '.join(missed)}")
+              f"{fmt(hit_pad / max(n_eyes, 1))} {fmt(touch / max(n_eyes, 1))} {fmt(float(np.mean(ious)))}  "
+              f"{' '.join(missed)}")
     return out
+
+
+def box_iou_near(mask: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """IoU of a boolean mask with a box, counting only pixels within the box grown by half its size
+    (so that the other eye or a band between the eyes does not count against this one)."""
+    x0, y0, x1, y1 = box
+    gx, gy = (x1 - x0) // 2, (y1 - y0) // 2
+    wx0, wy0 = max(0, x0 - gx), max(0, y0 - gy)
+    window = mask[wy0 : y1 + gy, wx0 : x1 + gx]
+    in_box = np.zeros_like(window)
+    in_box[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] = True
+    union = (window | in_box).sum()
+    return float((window & in_box).sum() / union) if union else 0.0
 
 
 def feature_order(photos: list[Photo], cache: dict) -> dict:
