@@ -2,8 +2,8 @@
 
     python benchmarks/bench_image_mask.py [--batch 8] [--size 1024] [--repeats N] [--eval-dir DIR] [--profile]
 
-(a) `image_mask` as the node calls it (512 px thumbnails for its display, full preview output
-    unconnected, padding 4, blur 4) on a [batch, size, size, 3] float tensor against
+(a) `image_mask` as the node calls it (512 px thumbnails for its display, JPEG-encoded as the node
+    shows them; full preview output unconnected; padding 4, blur 4) on a [batch, size, size, 3] float tensor against
     - mediapipe_face_full: the raw `mp.solutions` FaceDetection.process on each uint8 image
       (one graph, warmed up); target overhead <= 1.10x, goal 1.05x;
     - eyes_mesh_mediapipe: bare "detect + square crop + FaceMesh per face" with one graph each.
@@ -48,7 +48,7 @@ from maskmargin.images import to_uint8_rgb  # noqa: E402
 from maskmargin.loader import load_detector  # noqa: E402
 from maskmargin.masks import build_mask, build_masks  # noqa: E402
 from maskmargin.pipeline import MaskSettings, detect_arrays, image_mask  # noqa: E402
-from maskmargin.preview import draw_preview, thumbnails  # noqa: E402
+from maskmargin.preview import draw_preview, encode_jpeg, thumbnails  # noqa: E402
 
 CONF = 0.25
 MAX_DET = 20
@@ -201,11 +201,13 @@ def breakdown(detector, tensor: torch.Tensor, repeats: int) -> str:
     found = detect_arrays(detector, arrays, SETTINGS)
     masks = build_masks(found, 4, 4)
     rgb = tensor[..., :3]
+    shown = thumbnails(arrays, masks, found, 512)
     t = interleaved({
         "to_uint8": lambda: to_uint8_rgb(tensor),
         "detect": lambda: detect_arrays(detector, arrays, SETTINGS),
         "masks": lambda: build_masks(found, 4, 4),
         "thumbnails": lambda: thumbnails(arrays, masks, found, 512),
+        "jpeg": lambda: encode_jpeg(shown),
         "full preview": lambda: draw_preview(rgb, masks, found),
     }, max(3, repeats // 2))
     return "  ".join(f"{k} {v.min / n * 1000:.2f}" for k, v in t.items())
@@ -217,8 +219,11 @@ def comfy_uint8(tensor: torch.Tensor) -> list[np.ndarray]:
 
 
 def node_call(det, tensor: torch.Tensor):
-    """image_mask as the Image Mask node calls it with its preview output unconnected."""
-    return image_mask(det, tensor, SETTINGS, thumbnail_side=512)
+    """What the Image Mask node does with its preview output unconnected: image_mask with 512 px
+    thumbnails, then their JPEG files for its display (writing them is left out: a disk's speed)."""
+    result = image_mask(det, tensor, SETTINGS, thumbnail_side=512)
+    encode_jpeg(result.thumbnails)
+    return result
 
 
 def overhead_face(names, images, tensor, repeats, do_profile) -> float:

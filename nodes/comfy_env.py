@@ -1,17 +1,22 @@
-"""ComfyUI-side plumbing shared by the nodes: model folders, devices, progress and interruption."""
+"""ComfyUI-side plumbing shared by the nodes: model folders, devices, progress, interruption and
+the previews a node shows."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import comfy.model_management as mm
 import comfy.utils
 import folder_paths
+import torch
+from comfy_api.latest import io, ui
 
 from ..maskmargin.backends.base import Progress
 from ..maskmargin.loader import ModelDirs
 from ..maskmargin.pipeline import stop_check
+from ..maskmargin.preview import encode_jpeg
 
 # The folder names Impact-Subpack registers too, so both packs share one set of YOLO files.
 FOLDERS = {
@@ -72,3 +77,20 @@ def server_routes():
         return None
     server = getattr(PromptServer, "instance", None)
     return None if server is None else server.routes
+
+
+def show_images(images: torch.Tensor) -> dict:
+    """The UI entry that shows uint8 [B, h, w, 3] previews on a node.
+
+    Written as JPEG files to ComfyUI's temp folder, as its own previews are (PNG there): a PNG of a
+    photo takes about 20 ms for 512 x 512, four times the face detection it would show; JPEG about 1 ms.
+    """
+    folder = Path(folder_paths.get_temp_directory())
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f"maskmargin_{uuid.uuid4().hex[:12]}"
+    saved = []
+    for i, data in enumerate(encode_jpeg(images)):
+        name = f"{prefix}_{i:05}.jpg"
+        (folder / name).write_bytes(data)
+        saved.append(ui.SavedResult(name, "", io.FolderType.temp))
+    return {"images": saved, "animated": (False,)}

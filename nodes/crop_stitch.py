@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..maskmargin.crop import MAX_MARGIN, MAX_WORKING_SIDE, WORKING_SIZES, CropResult, CropSettings, mask_margin_crop
 from ..maskmargin.detection import ImageDetections
@@ -84,7 +84,7 @@ class MaskMarginCrop(io.ComfyNode):
         crops, crop_masks = result.crops.to(out), result.crop_masks.to(out)
         shown = thumbnails(to_uint8_rgb(crops), crop_masks, [ImageDetections(width, height, ())] * len(crops),
                            CROP_PREVIEW_SIDE)
-        return io.NodeOutput(crops, crop_masks, result, ui=ui.PreviewImage(shown, cls=cls))
+        return io.NodeOutput(crops, crop_masks, result, ui=comfy_env.show_images(shown))
 
 
 class MaskMarginStitch(io.ComfyNode):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..maskmargin.backends.base import Detector
 from ..maskmargin.errors import MaskMarginError
@@ -16,7 +16,7 @@ from . import comfy_env, remote
 
 DetectorType = io.Custom("MASKMARGIN_DETECTOR")
 PREVIEW_OUTPUT = 3  # index of Image Mask's full-size preview output
-THUMBNAIL_SIDE = 512  # the node's own previews: enough to judge a mask, cheap to encode
+THUMBNAIL_SIDE = 512  # the node's own previews: enough to judge a mask, cheap to encode (JPEG)
 DetectionsType = io.Custom("MASKMARGIN_DETECTIONS")
 
 
@@ -159,7 +159,7 @@ class ImageMask(io.ComfyNode):
         out = comfy_env.output_device()
         preview = result.preview.to(out) if result.preview is not None else None
         text = json.dumps(result.to_api())
-        shown = ui.PreviewImage(result.thumbnails, cls=cls).as_dict()
+        shown = comfy_env.show_images(result.thumbnails)
         shown["maskmargin_counts"] = [len(found.detections) for found in result.detections]  # js/ labels them
         return io.NodeOutput(result.masks.to(out), result.detections, text, preview, ui=shown)
 

@@ -1,10 +1,12 @@
 """Every mediapipe-based model on NASA's astronaut portrait (public domain, shipped in scikit-image)."""
 
+import io
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from skimage import data
 
 from maskmargin.backends.mediapipe_mesh import keypoint_estimate
@@ -13,6 +15,7 @@ from maskmargin.errors import BackendBroken, InvalidParameter, ModelNotAvailable
 from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
 from maskmargin.masks import build_mask
 from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.preview import encode_jpeg
 from maskmargin.registry import MODELS, api_models, find_model
 
 ASTRONAUT = data.astronaut()  # 512x512, one face around x 175..280, y 70..175
@@ -170,14 +173,23 @@ def test_grayscale_and_rgba_batches_give_the_same_masks():
     assert a.preview[0, 0, 0].tolist() == pytest.approx(rgb[0, 0].tolist()), "preview leaves unmasked pixels"
     assert b.preview is None and b.thumbnails is None, "previews only when asked for"
     # thumbnails: 128 px, the box outline drawn at a quarter of the box's position, tint where the mask is
-    assert a.thumbnails.shape == (2, 128, 128, 3)
+    assert a.thumbnails.shape == (2, 128, 128, 3) and a.thumbnails.dtype == torch.uint8
     box = a.detections[0].detections[0].pixel_box(512, 512)
     x0, y0 = box[0] // 4, box[1] // 4
-    assert a.thumbnails[0, y0 + 2, x0].tolist() == pytest.approx([0.1, 1.0, 0.3])
+    assert a.thumbnails[0, y0 + 2, x0].tolist() == [26, 255, 76]  # the box colour (0.1, 1, 0.3) in 8 bits
     cy, cx = (box[1] + box[3]) // 8, (box[0] + box[2]) // 8
     block = a.preview[0, cy * 4 : cy * 4 + 4, cx * 4 : cx * 4 + 4].mean(dim=(0, 1))
-    assert a.thumbnails[0, cy, cx].tolist() == pytest.approx(block.tolist(), abs=0.01), "tinted like the preview"
-    assert a.thumbnails[0, 0, 0].tolist() == pytest.approx(rgb[0:4, 0:4].mean(dim=(0, 1)).tolist(), abs=0.01)
+    thumb = a.thumbnails.float() / 255
+    assert thumb[0, cy, cx].tolist() == pytest.approx(block.tolist(), abs=0.01), "tinted like the preview"
+    assert thumb[0, 0, 0].tolist() == pytest.approx(rgb[0:4, 0:4].mean(dim=(0, 1)).tolist(), abs=0.01)
+    # shown as JPEG files: RGB order kept, close to the drawn pixels
+    files = encode_jpeg(a.thumbnails)
+    assert len(files) == 2 and all(f.startswith(b"\xff\xd8\xff") for f in files)
+    decoded = np.asarray(Image.open(io.BytesIO(files[0])))
+    assert decoded.shape == (128, 128, 3)
+    drawn = a.thumbnails[0].numpy().astype(np.int16)
+    error, swapped = np.abs(decoded - drawn).mean(), np.abs(decoded[..., ::-1] - drawn).mean()
+    assert error < 8 and swapped > 2 * error, (error, swapped)
 
 
 def test_empty_batch_is_a_clear_error():

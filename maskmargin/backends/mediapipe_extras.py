@@ -5,8 +5,6 @@ Not part of the Image Masking API (no AIR id); offered for users without YOLO fi
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from ..detection import Detection
@@ -14,7 +12,6 @@ from ..errors import BackendBroken
 from ..registry import ModelSpec
 from . import mediapipe_support as mps
 from .base import Detector
-from .mediapipe_faces import close_quietly
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
 MAX_HANDS = 20
@@ -32,18 +29,12 @@ def build(spec: ModelSpec) -> Detector:
 class HandDetector(Detector):
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._lock = threading.Lock()
-        self._graphs: dict[float, object] = {}
+        self._graphs = mps.GraphPool(lambda confidence: mps.solutions().hands.Hands(
+            static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence))
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         h, w = image.shape[:2]
-        with self._lock:
-            graph = self._graphs.get(confidence)
-            if graph is None:
-                graph = mps.solutions().hands.Hands(
-                    static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence
-                )
-                self._graphs[confidence] = graph
+        with self._graphs.graph(float(confidence)) as graph:
             result = graph.process(np.ascontiguousarray(image))
         out = []
         for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
@@ -56,10 +47,7 @@ class HandDetector(Detector):
         return out
 
     def close(self) -> None:
-        with self._lock:
-            for g in self._graphs.values():
-                close_quietly(g)
-            self._graphs.clear()
+        self._graphs.close()
 
 
 class SelfiePersonDetector(Detector):
@@ -67,12 +55,12 @@ class SelfiePersonDetector(Detector):
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._lock = threading.Lock()
-        self._graph = mps.solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._graphs = mps.GraphPool(lambda _: mps.solutions().selfie_segmentation.SelfieSegmentation(
+            model_selection=0))
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
-        with self._lock:
-            prob = self._graph.process(np.ascontiguousarray(image)).segmentation_mask
+        with self._graphs.graph() as graph:
+            prob = graph.process(np.ascontiguousarray(image)).segmentation_mask
         if prob is None:
             return []
         on = prob > 0.5
@@ -86,5 +74,4 @@ class SelfiePersonDetector(Detector):
                           mask_box=(x0, y0, x1, y1))]
 
     def close(self) -> None:
-        with self._lock:
-            close_quietly(self._graph)
+        self._graphs.close()

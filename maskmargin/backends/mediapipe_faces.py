@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +28,7 @@ class FaceDetector(Detector):
         super().__init__(spec)
         self.variant = variant or spec.option or "full"
         self._solutions = mps.use_solutions()
-        self._graphs: dict[float, object] = {}  # one graph per confidence: the threshold is fixed at creation
-        self._lock = threading.Lock()  # mediapipe graphs are not re-entrant
+        self._graphs = mps.GraphPool(self._make_graph)  # keyed by confidence: fixed when a graph is made
         self._model_path: Path | None = None
         if not self._solutions:
             names, bundled = _TASK_FILES[self.variant]
@@ -39,15 +37,6 @@ class FaceDetector(Detector):
     @property
     def api(self) -> str:
         return "solutions" if self._solutions else "tasks"
-
-    def _graph(self, confidence: float):
-        graph = self._graphs.get(confidence)
-        if graph is None:
-            if len(self._graphs) >= 4:  # a user sweeping the threshold must not pile up graphs
-                close_quietly(self._graphs.pop(next(iter(self._graphs))))
-            graph = self._make_graph(confidence)
-            self._graphs[confidence] = graph
-        return graph
 
     def _make_graph(self, confidence: float):
         if self._solutions:
@@ -68,8 +57,7 @@ class FaceDetector(Detector):
         """(detection, keypoints [6, 2] in pixels) for every face at or above `confidence`."""
         h, w = image.shape[:2]
         image = np.ascontiguousarray(image)
-        with self._lock:
-            graph = self._graph(float(confidence))
+        with self._graphs.graph(float(confidence)) as graph:
             if self._solutions:
                 raw = graph.process(image).detections or []
                 return [_from_solution(d, w, h) for d in raw]
@@ -88,10 +76,7 @@ class FaceDetector(Detector):
         return [d for d, _ in self.faces(image, confidence)]
 
     def close(self) -> None:
-        with self._lock:
-            for graph in self._graphs.values():
-                close_quietly(graph)
-            self._graphs.clear()
+        self._graphs.close()
 
 
 def _from_solution(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
@@ -108,11 +93,3 @@ def _from_task(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
     kps = np.array([[k.x * w, k.y * h] for k in det.keypoints], dtype=np.float32).reshape(-1, 2)
     score = float(det.categories[0].score) if det.categories else 0.0
     return Detection(box, score, "face"), kps
-
-
-def close_quietly(graph) -> None:
-    """Close a mediapipe graph; a graph that already stopped (Tasks API) raises, which is not an error here."""
-    try:
-        graph.close()
-    except (ValueError, RuntimeError):
-        pass

@@ -8,8 +8,8 @@ estimated from BlazeFace's six keypoints instead, so no face the detector found 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,7 +19,7 @@ from ..landmarks import ellipse, outline, shapes_for
 from ..registry import ModelSpec, find_model
 from . import mediapipe_support as mps
 from .base import Detector
-from .mediapipe_faces import FaceDetector, close_quietly
+from .mediapipe_faces import FaceDetector
 
 CROP_SIZE = 256  # pixels fed to the mesh; upsamples small faces
 CROP_SCALES = (1.7, 2.5)  # crop side as a multiple of the face box's larger side, tried in order
@@ -30,8 +30,12 @@ class MeshDetector(Detector):
         super().__init__(spec)
         self.shapes = shapes_for(spec.option or "face")
         self.faces = FaceDetector(find_model("mediapipe_face_full"), model_folders)
-        self._lock = threading.Lock()
-        self._mesh, self._mesh_graph = _make_mesh(model_folders)
+        solutions = mps.use_solutions()
+        task_file = None if solutions else mps.model_file(("face_landmarker.task",), model_folders)
+        self._meshes = mps.GraphPool(lambda _: _make_mesh(task_file))
+        self._mesh = _mesh_solutions if solutions else _mesh_tasks
+        with self._meshes.graph():  # a broken install fails here, when the model is loaded
+            pass
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         h, w = image.shape[:2]
@@ -62,8 +66,8 @@ class MeshDetector(Detector):
         for scale in CROP_SCALES:
             side = max(x1 - x0, y1 - y0) * scale
             crop, to_image = _turned_crop(image, centre, side, angle)
-            with self._lock:
-                norm = self._mesh(crop)
+            with self._meshes.graph() as graph:
+                norm = self._mesh(graph, crop)
             if norm is None:
                 continue
             points = (norm * CROP_SIZE) @ to_image[:, :2].T + to_image[:, 2]
@@ -74,8 +78,7 @@ class MeshDetector(Detector):
 
     def close(self) -> None:
         self.faces.close()
-        with self._lock:
-            close_quietly(self._mesh_graph)
+        self._meshes.close()
 
 
 def _turned_crop(image: np.ndarray, centre: np.ndarray, side: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
@@ -95,40 +98,39 @@ def _turned_crop(image: np.ndarray, centre: np.ndarray, side: float, angle: floa
     return np.asarray(out), to_image
 
 
-def _make_mesh(model_folders: tuple[Path, ...]):
-    """(crop -> normalised landmarks [N, 2] or None, the graph to close), on whichever mediapipe API exists."""
-    if mps.use_solutions():
-        graph = mps.solutions().face_mesh.FaceMesh(
+def _make_mesh(task_file: Path | None) -> Any:
+    """A face-mesh graph: mp.solutions' FaceMesh, or with `task_file` the Tasks API's FaceLandmarker."""
+    if task_file is None:
+        return mps.solutions().face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.2
         )
-
-        def run(crop: np.ndarray) -> np.ndarray | None:
-            found = graph.process(crop).multi_face_landmarks
-            if not found:
-                return None
-            return np.array([[p.x, p.y] for p in found[0].landmark], dtype=np.float64)
-
-        return run, graph
-    mp = mps.import_mediapipe()
+    mps.import_mediapipe()
     from mediapipe.tasks.python import BaseOptions, vision
 
-    path = mps.model_file(("face_landmarker.task",), model_folders)
-    landmarker = vision.FaceLandmarker.create_from_options(
+    return vision.FaceLandmarker.create_from_options(
         vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(path)),
+            base_options=BaseOptions(model_asset_path=str(task_file)),
             running_mode=vision.RunningMode.IMAGE,
             num_faces=1,
             min_face_detection_confidence=0.2,
         )
     )
 
-    def run_tasks(crop: np.ndarray) -> np.ndarray | None:
-        result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop)))
-        if not result.face_landmarks:
-            return None
-        return np.array([[p.x, p.y] for p in result.face_landmarks[0]], dtype=np.float64)
 
-    return run_tasks, landmarker
+def _mesh_solutions(graph: Any, crop: np.ndarray) -> np.ndarray | None:
+    """Normalised landmarks [N, 2] of the face in a crop, or None."""
+    found = graph.process(crop).multi_face_landmarks
+    if not found:
+        return None
+    return np.array([[p.x, p.y] for p in found[0].landmark], dtype=np.float64)
+
+
+def _mesh_tasks(landmarker: Any, crop: np.ndarray) -> np.ndarray | None:
+    mp = mps.import_mediapipe()
+    result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(crop)))
+    if not result.face_landmarks:
+        return None
+    return np.array([[p.x, p.y] for p in result.face_landmarks[0]], dtype=np.float64)
 
 
 def keypoint_estimate(option: str, face: Detection, kps: np.ndarray) -> list[np.ndarray]:

@@ -9,8 +9,12 @@ A broken install raises BackendBroken: it must never look like "nothing detected
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..errors import BackendBroken, ModelNotAvailable
 
@@ -74,3 +78,54 @@ def model_file(names: tuple[str, ...], folders: tuple[Path, ...], bundled: str |
         f"(with mediapipe 0.10.21 on Python <= 3.12 no file is needed: its mp.solutions API has the models built in)",
         parameter="model",
     )
+
+
+class GraphPool:
+    """MediaPipe graphs made on demand: per key (a setting fixed when a graph is made, such as its
+    confidence threshold), one graph for each thread using one at the same time.
+
+    A graph is not re-entrant, but separate graphs run in parallel, each on a core of its own, so
+    Image Mask's workers each take one. More than `max_keys` keys (a user sweeping a threshold) close
+    the oldest key's graphs.
+    """
+
+    def __init__(self, make: Callable[[Hashable], Any], max_keys: int = 4):
+        self._make = make
+        self._max_keys = max_keys
+        self._free: dict[Hashable, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def graph(self, key: Hashable = None) -> Iterator[Any]:
+        with self._lock:
+            if key not in self._free and len(self._free) >= self._max_keys:
+                for old in self._free.pop(next(iter(self._free))):
+                    close_quietly(old)
+            free = self._free.setdefault(key, [])
+            graph = free.pop() if free else None
+        if graph is None:
+            graph = self._make(key)
+        try:
+            yield graph
+        finally:
+            with self._lock:
+                home = self._free.get(key)
+                if home is not None:
+                    home.append(graph)
+            if home is None:  # its key was dropped (or the pool closed) while the graph ran
+                close_quietly(graph)
+
+    def close(self) -> None:
+        with self._lock:
+            graphs = [g for free in self._free.values() for g in free]
+            self._free.clear()
+        for graph in graphs:
+            close_quietly(graph)
+
+
+def close_quietly(graph: Any) -> None:
+    """Close a mediapipe graph; a graph that already stopped (Tasks API) raises, which is not an error here."""
+    try:
+        graph.close()
+    except (ValueError, RuntimeError):
+        pass
