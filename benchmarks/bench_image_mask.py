@@ -208,6 +208,8 @@ def breakdown(detector, tensor: torch.Tensor, repeats: int) -> str:
         "masks": lambda: build_masks(found, 4, 4),
         "thumbnails": lambda: thumbnails(arrays, masks, found, 512),
         "jpeg": lambda: encode_jpeg(shown),
+        "png (PreviewImage)": lambda: [Image.fromarray(a).save(io.BytesIO(), format="PNG", compress_level=1)
+                                       for a in shown.numpy()],
         "full preview": lambda: draw_preview(rgb, masks, found),
     }, max(3, repeats // 2))
     return "  ".join(f"{k} {v.min / n * 1000:.2f}" for k, v in t.items())

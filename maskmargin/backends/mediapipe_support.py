@@ -82,43 +82,62 @@ def model_file(names: tuple[str, ...], folders: tuple[Path, ...], bundled: str |
 
 class GraphPool:
     """MediaPipe graphs made on demand: per key (a setting fixed when a graph is made, such as its
-    confidence threshold), one graph for each thread using one at the same time.
+    confidence threshold), one graph for each thread using one at the same time, at most `per_key`
+    (more callers wait for a free one: the service may run many requests at once).
 
     A graph is not re-entrant, but separate graphs run in parallel, each on a core of its own, so
     Image Mask's workers each take one. More than `max_keys` keys (a user sweeping a threshold) close
     the oldest key's graphs.
     """
 
-    def __init__(self, make: Callable[[Hashable], Any], max_keys: int = 4):
+    def __init__(self, make: Callable[[Hashable], Any], max_keys: int = 4, per_key: int = 8):
         self._make = make
         self._max_keys = max_keys
+        self._per_key = per_key
         self._free: dict[Hashable, list[Any]] = {}
-        self._lock = threading.Lock()
+        self._made: dict[Hashable, int] = {}  # graphs of each key, free or in use
+        self._returned = threading.Condition()
 
     @contextmanager
     def graph(self, key: Hashable = None) -> Iterator[Any]:
-        with self._lock:
+        with self._returned:
             if key not in self._free and len(self._free) >= self._max_keys:
-                for old in self._free.pop(next(iter(self._free))):
-                    close_quietly(old)
+                old = next(iter(self._free))
+                for graph in self._free.pop(old):
+                    close_quietly(graph)
+                self._made.pop(old, None)
             free = self._free.setdefault(key, [])
+            while not free and self._made.get(key, 0) >= self._per_key:
+                self._returned.wait()
+                free = self._free.setdefault(key, [])
             graph = free.pop() if free else None
+            if graph is None:
+                self._made[key] = self._made.get(key, 0) + 1
         if graph is None:
-            graph = self._make(key)
+            try:
+                graph = self._make(key)
+            except BaseException:
+                with self._returned:
+                    if key in self._made:
+                        self._made[key] -= 1
+                raise
         try:
             yield graph
         finally:
-            with self._lock:
+            with self._returned:
                 home = self._free.get(key)
                 if home is not None:
                     home.append(graph)
+                    self._returned.notify()
             if home is None:  # its key was dropped (or the pool closed) while the graph ran
                 close_quietly(graph)
 
     def close(self) -> None:
-        with self._lock:
+        with self._returned:
             graphs = [g for free in self._free.values() for g in free]
             self._free.clear()
+            self._made.clear()
+            self._returned.notify_all()
         for graph in graphs:
             close_quietly(graph)
 

@@ -1,0 +1,96 @@
+"""Image Mask's worker threads and the MediaPipe graph pool behind them (real mediapipe graphs)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+import maskmargin.pipeline as pipeline
+from maskmargin.backends import mediapipe_support as mps
+from maskmargin.images import to_uint8_rgb
+from maskmargin.loader import load_detector
+from maskmargin.pipeline import MaskSettings, image_mask
+
+ASTRONAUT = data.astronaut()
+
+
+def batch(n: int) -> torch.Tensor:
+    """n different images: the astronaut shifted and mirrored, so every image has its own face box."""
+    frames = []
+    for i in range(n):
+        im = np.roll(ASTRONAUT, 12 * i, axis=1)
+        frames.append(im[:, ::-1] if i % 2 else im)
+    return torch.from_numpy(np.stack(frames)).float() / 255
+
+
+@pytest.mark.parametrize("model", ["mediapipe_face_full", "eyes_mesh_mediapipe"])
+def test_workers_give_what_one_thread_gives(monkeypatch, model):
+    det = load_detector(model)
+    images = batch(6)
+    monkeypatch.setattr(pipeline, "worker_count", lambda: 1)
+    one = image_mask(det, images, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
+    monkeypatch.setattr(pipeline, "worker_count", lambda: 4)
+    four = image_mask(det, images, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
+    assert torch.equal(one.masks, four.masks) and torch.equal(one.thumbnails, four.thumbnails)
+    assert one.to_api() == four.to_api()
+    for i, found in enumerate(four.detections):  # each image's own detections, in image order
+        alone = det.detect(to_uint8_rgb(images[i : i + 1])[0], 0.25, 6)
+        assert [d.box for d in found.detections] == [d.box for d in alone] and alone
+
+
+def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch):
+    det = load_detector("mediapipe_face_full")
+    monkeypatch.setattr(pipeline, "worker_count", lambda: 2)
+    seen = []
+    image_mask(det, batch(5), MaskSettings(), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+
+    calls = []
+    real = det.detect_all
+    monkeypatch.setattr(det, "detect_all", lambda image, conf: calls.append(1) or real(image, conf))
+
+    class Stopped(Exception):
+        pass
+
+    def stop_at_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stopped
+
+    with pytest.raises(Stopped):
+        image_mask(det, batch(12), MaskSettings(), progress=stop_at_two)
+    assert len(calls) <= 2 + 2 + 2, "images not yet started when the run stopped never start"
+
+
+def test_graph_pool_gives_each_thread_its_own_graph_up_to_the_limit():
+    made = []
+
+    def make(confidence):
+        graph = mps.solutions().face_detection.FaceDetection(model_selection=1, min_detection_confidence=confidence)
+        made.append(graph)
+        return graph
+
+    pool = mps.GraphPool(make, per_key=2)
+    together = threading.Barrier(2)  # two holders at once: the pool must have made two graphs
+    held, found = [], []
+
+    def work():
+        with pool.graph(0.25) as graph:
+            held.append(graph)
+            together.wait(timeout=30)
+            found.append(len(graph.process(ASTRONAUT).detections or []))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert found == [1] * 6, "every caller got a working graph"
+    assert len(made) == 2 and len({id(g) for g in held}) == 2, "at most per_key graphs; they are reused"
+    with pool.graph(0.5):
+        pass
+    assert len(made) == 3, "another confidence needs its own graph"
+    pool.close()
