@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,12 +26,12 @@ class Detection:
 
     def pixel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The box as whole pixels clipped to the image: pixels whose centres lie inside the box."""
-        x0, y0, x1, y1 = self.box
+        x0, y0, x1, y1 = self.box  # math.floor: far cheaper than np.floor on a scalar (runs per box per use)
         return (
-            min(max(int(np.floor(x0 + 0.5)), 0), width),
-            min(max(int(np.floor(y0 + 0.5)), 0), height),
-            min(max(int(np.floor(x1 + 0.5)), 0), width),
-            min(max(int(np.floor(y1 + 0.5)), 0), height),
+            min(max(math.floor(x0 + 0.5), 0), width),
+            min(max(math.floor(y0 + 0.5), 0), height),
+            min(max(math.floor(x1 + 0.5), 0), width),
+            min(max(math.floor(y1 + 0.5), 0), height),
         )
 
     def region(self, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray]:

@@ -15,7 +15,7 @@ from maskmargin.errors import BackendBroken, InvalidParameter, ModelNotAvailable
 from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
 from maskmargin.masks import build_mask
 from maskmargin.pipeline import MaskSettings, image_mask
-from maskmargin.preview import encode_jpeg
+from maskmargin.preview import encode_jpeg, thumbnails
 from maskmargin.registry import MODELS, api_models, find_model
 
 ASTRONAUT = data.astronaut()  # 512x512, one face around x 175..280, y 70..175
@@ -182,6 +182,17 @@ def test_grayscale_and_rgba_batches_give_the_same_masks():
     thumb = a.thumbnails.float() / 255
     assert thumb[0, cy, cx].tolist() == pytest.approx(block.tolist(), abs=0.01), "tinted like the preview"
     assert thumb[0, 0, 0].tolist() == pytest.approx(rgb[0:4, 0:4].mean(dim=(0, 1)).tolist(), abs=0.01)
+    # a size the image's is not a multiple of: the mask is sampled through an index, the box scaled the same
+    source = [np.ascontiguousarray(ASTRONAUT)]
+    odd = thumbnails(source, a.masks[:1], a.detections[:1], 100)
+    plain = thumbnails(source, torch.zeros(1, 512, 512), [ImageDetections(512, 512, ())], 100)
+    s = 100 / 512
+    assert odd.shape == (1, 100, 100, 3)
+    assert odd[0, int(box[1] * s), int(box[0] * s) + 2].tolist() == [26, 255, 76]
+    cy, cx = int((box[1] + box[3]) / 2 * s), int((box[0] + box[2]) / 2 * s)
+    m = float(a.masks[0, int((cy + 0.5) / s), int((cx + 0.5) / s)])
+    expected = plain[0, cy, cx].float().lerp(torch.tensor([255.0, 63.75, 25.5]), 0.45 * m).round()
+    assert m == 1.0 and odd[0, cy, cx].tolist() == expected.tolist()
     # shown as JPEG files: RGB order kept, close to the drawn pixels
     files = encode_jpeg(a.thumbnails)
     assert len(files) == 2 and all(f.startswith(b"\xff\xd8\xff") for f in files)
