@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,6 +33,15 @@ class Detection:
             min(max(math.floor(x1 + 0.5), 0), width),
             min(max(math.floor(y1 + 0.5), 0), height),
         )
+
+    def moved(self, dx: int, dy: int) -> Detection:
+        """This detection shifted by whole pixels (from a tile's coordinates to the image's)."""
+        x0, y0, x1, y1 = self.box
+        mask_box = None
+        if self.mask_box is not None:
+            mx0, my0, mx1, my1 = self.mask_box
+            mask_box = (mx0 + dx, my0 + dy, mx1 + dx, my1 + dy)
+        return replace(self, box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy), mask_box=mask_box)
 
     def region(self, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """(rect, bool array) of this detection's shape, clipped to the image; rect = (x0, y0, x1, y1)."""

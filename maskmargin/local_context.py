@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from .backends.base import Detector
+from .detection import ImageDetections
 from .errors import InvalidParameter, MaskMarginError
 from .images import decode_data_uri_or_base64, decode_image_bytes, load_image_file
 from .api_tasks import TaskContext
 from .loader import ModelDirs, load_detector
+from .pipeline import MaskSettings
 
 EXTENSIONS = {"PNG": "png", "JPG": "jpg", "WEBP": "webp"}
 MAX_DOWNLOAD = 64 * 1024 * 1024
@@ -23,11 +26,16 @@ def timeout() -> float:
 
 
 class LocalContext(TaskContext):
-    def __init__(self, output_dir: Path, dirs: ModelDirs | None = None, device: str | None = None):
+    def __init__(self, output_dir: Path, dirs: ModelDirs | None = None, device: str | None = None,
+                 search_tiles: bool = False):
         super().__init__()
         self.output_dir = Path(output_dir)
         self.dirs = dirs
         self.device = device
+        self.search_tiles = search_tiles  # `run --tiles`: every task also searches 2 x 2 tiles
+
+    def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
+        return super().detect(model, pixels, replace(settings, search_tiles=self.search_tiles))
 
     def fetch_image(self, reference: str) -> np.ndarray:
         if reference.startswith("data:"):

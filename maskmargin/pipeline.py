@@ -19,6 +19,7 @@ from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor, to_uint8_rgb
 from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
+from .tiling import detect_with_tiles
 from .workers import worker_count
 
 MAX_DETECTIONS = 20
@@ -32,9 +33,13 @@ class MaskSettings:
     max_detections: int = 6
     mask_padding: int = 4
     mask_blur: int = 4
+    search_tiles: bool = False  # not an API parameter: also search 2 x 2 tiles (tiling.py), ~5x the time
 
     def __post_init__(self) -> None:
         check_settings(self.confidence, self.max_detections, self.mask_padding, self.mask_blur)
+        if not isinstance(self.search_tiles, bool):
+            raise InvalidParameter(f"search_tiles must be true or false, got {self.search_tiles!r}",
+                                   parameter="search_tiles")
 
 
 PARAM_NAMES = ("confidence", "maxDetections", "maskPadding", "maskBlur")
@@ -66,7 +71,14 @@ def detect_arrays(
     progress: Progress | None = None,
 ) -> list[ImageDetections]:
     """Detections for RGB uint8 images, each with its image's size."""
-    per_image = detector.detect_batch(images, settings.confidence, settings.max_detections, progress)
+    if settings.search_tiles:
+        per_image = []
+        for i, image in enumerate(images):
+            per_image.append(detect_with_tiles(detector, image, settings.confidence, settings.max_detections))
+            if progress is not None:
+                progress(i + 1, len(images))
+    else:
+        per_image = detector.detect_batch(images, settings.confidence, settings.max_detections, progress)
     return [
         ImageDetections(img.shape[1], img.shape[0], tuple(dets), detector.name)
         for img, dets in zip(images, per_image)

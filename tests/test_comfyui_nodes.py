@@ -21,14 +21,14 @@ def saved(comfy, history, node_id):
     return [np.asarray(Image.open(comfy.output_dir / e.get("subfolder", "") / e["filename"])) for e in entries]
 
 
-def graph(model, image_name, *, batch=2, padding=4, blur=4):
+def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}},
         "3": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": model}},
         "4": {"class_type": "MaskMarginImageMask", "inputs": {
             "image": ["2", 0], "detector": ["3", 0], "confidence": 0.25, "max_detections": 6,
-            "mask_padding": padding, "mask_blur": blur}},
+            "mask_padding": padding, "mask_blur": blur, "search_tiles": tiles}},
         "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "mm_mask"}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["4", 3], "filename_prefix": "mm_preview"}},
@@ -114,3 +114,19 @@ def test_user_yolo_file_in_the_bbox_folder_is_offered_and_runs(comfy, astronaut)
         assert 0 <= b["x_min"] < b["x_max"] <= 512 and 0 <= b["y_min"] < b["y_max"] <= 512
         cy, cx = (b["y_min"] + b["y_max"]) // 2, (b["x_min"] + b["x_max"]) // 2
         assert mask[cy, cx, 0] == 255, "each box is masked"
+
+
+def test_search_tiles_finds_the_face_the_whole_image_is_too_coarse_for(comfy):
+    """A 1600 px photo with an 85 px face (see tests/test_tiling.py): only the tiles find it."""
+    import cv2
+
+    canvas = cv2.resize(data.coffee(), (1600, 1600), interpolation=cv2.INTER_AREA)
+    canvas[200:620, 300:720] = cv2.resize(data.astronaut(), (420, 420), interpolation=cv2.INTER_AREA)
+    Image.fromarray(canvas).save(comfy.input_dir / "crowd_scale.png")
+    found = []
+    for tiles in (False, True):
+        history = comfy.run(graph("mediapipe_face_full", "crowd_scale.png", batch=1, tiles=tiles))
+        found.append(json.loads(history["outputs"]["8"]["text"][0])[0])
+    assert found[0] == [] and len(found[1]) == 1
+    box = found[1][0]
+    assert 300 + 175 * 420 / 512 - 20 < (box["x_min"] + box["x_max"]) / 2 < 300 + 280 * 420 / 512 + 20

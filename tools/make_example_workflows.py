@@ -114,7 +114,7 @@ def anonymize() -> dict:
     g = Graph("Anonymize faces")
     load = g.node("LoadImage", ["example.png", "image"], (0, 0))
     det = g.node("MaskMarginDetectorLoader", ["mediapipe_face_full"], (0, 400))
-    im = g.node("MaskMarginImageMask", [0.25, 20, 12, 6], (360, 0))
+    im = g.node("MaskMarginImageMask", [0.25, 20, 12, 6, False], (360, 0))
     g.link(load, 0, im, "image")
     g.link(det, 0, im, "detector")
     cr = g.node("MaskMarginCrop", [8, "512x512 (SD1.5)", 768, 768, 8, False], (720, 0))
@@ -178,26 +178,26 @@ def workflows() -> dict[str, dict]:
     face = "a detailed photo of a face, sharp focus, natural skin texture, detailed eyes"
     return {
         "face_detailer_sd15": detailer(
-            title="Face detailer (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12],
+            title="Face detailer (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12, False],
             crop=[32, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15, prompt=face, sampler=ksampler_sd15),
         "face_detailer_sdxl": detailer(
-            title="Face detailer (SDXL)", model="mediapipe_face_full", mask=[0.4, 10, 8, 16],
+            title="Face detailer (SDXL)", model="mediapipe_face_full", mask=[0.4, 10, 8, 16, False],
             crop=[48, "1024x1024 (SDXL, Flux)", 1024, 1024, 24, False], checkpoint=SDXL, prompt=face,
             sampler=[42, "fixed", 28, 6.0, "dpmpp_2m", "karras", 0.4]),
         "hand_detailer": detailer(
-            title="Hand detailer (SD1.5, hand_yolov8n.pt)", model="hand_yolov8n", mask=[0.35, 10, 12, 12],
+            title="Hand detailer (SD1.5, hand_yolov8n.pt)", model="hand_yolov8n", mask=[0.35, 10, 12, 12, False],
             crop=[48, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15,
             prompt="a detailed photo of a hand, five fingers, natural pose", sampler=ksampler_sd15[:6] + [0.5]),
         "eyes_lips_detailer": detailer(
-            title="Eyes and lips detailer (SD1.5)", model="eyes_lips_mesh", mask=[0.4, 10, 6, 8],
+            title="Eyes and lips detailer (SD1.5)", model="eyes_lips_mesh", mask=[0.4, 10, 6, 8, False],
             crop=[24, "512x512 (SD1.5)", 768, 768, 8, False], checkpoint=SD15,
             prompt="detailed eyes, clear irises, natural lips, sharp focus", sampler=ksampler_sd15[:6] + [0.4]),
         "person_detailer": detailer(
             title="Person detailer (SD1.5, person_yolov8n-seg.pt)", model="person_yolov8n-seg",
-            mask=[0.4, 6, 8, 16], crop=[64, "512x768 (SD1.5 portrait)", 768, 768, 32, False], checkpoint=SD15,
+            mask=[0.4, 6, 8, 16, False], crop=[64, "512x768 (SD1.5 portrait)", 768, 768, 32, False], checkpoint=SD15,
             prompt="a detailed photo of a person, natural proportions", sampler=ksampler_sd15[:6] + [0.35]),
         "video_face_detailer": detailer(
-            title="Face detailer for video frames (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12],
+            title="Face detailer for video frames (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12, False],
             crop=[32, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15, prompt=face,
             sampler=ksampler_sd15[:6] + [0.35], video=True),
         "anonymize_faces": anonymize(),

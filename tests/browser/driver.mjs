@@ -197,6 +197,7 @@ async function modelPicker(page) {
         const app = window.app;
         const node = app.graph.getNodeById(id);
         node.setSize([520, node.size[1]]); // wide enough that the menu, opened at its right, leaves the note readable
+        node.pos = [node.pos[0], node.pos[1] + 240]; // below Image Mask, which the widening would reach under
         app.canvas.ds.scale = 1.25;
         app.canvas.ds.offset = [-node.pos[0] + 300, -node.pos[1] + 200];
         app.canvas.setDirty(true, true);
