@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -262,9 +263,14 @@ def overhead_face(names, images, tensor, repeats, do_profile) -> float:
     print(f"  engine detector only       : {ms['backend']:7.2f} ms/image   overhead {ms['backend'] / bare_ms:.3f}x "
           f"(Detector.detect_batch on the uint8 images: the backend wrapper alone)")
     print(f"  Image Mask stages, ms/image (fastest run): {breakdown(det, tensor, repeats)}")
-    full = interleaved({"full": lambda: image_mask(det, tensor, SETTINGS, with_preview=True)}, max(3, repeats // 2))
+    tiled = replace(SETTINGS, search_tiles=True)
+    full = interleaved({"full": lambda: image_mask(det, tensor, SETTINGS, with_preview=True),
+                        "tiles": lambda: image_mask(det, tensor, tiled)}, max(3, repeats // 2))
     print(f"  with the full-size preview output connected: {full['full'] / n * 1000:7.2f} ms/image   "
           f"{full['full'] / n * 1000 / bare_ms:.3f}x")
+    print(f"  with search_tiles (whole image + 4 tiles), no previews: {full['tiles'] / n * 1000:7.2f} ms/image   "
+          f"{full['tiles'] / n * 1000 / bare_ms:.3f}x the bare call on uint8 (five detections per image)")
+    summary.append(f"face_full search_tiles / bare on uint8   {full['tiles'] / n * 1000 / bare_ms:6.3f}x")
     summary.append(f"face_full detector only / bare mediapipe {ms['backend'] / bare_ms:6.3f}x  "
                    f"({ms['backend']:.2f} vs {bare_ms:.2f} ms/image)")
     summary.append(f"face_full Image Mask / bare from tensor  {ratio_t:6.3f}x  ({ms['engine']:.2f} vs {ms['bare_t']:.2f} "
