@@ -94,3 +94,15 @@ def test_graph_pool_gives_each_thread_its_own_graph_up_to_the_limit():
         pass
     assert len(made) == 3, "another confidence needs its own graph"
     pool.close()
+
+
+def test_face_and_mesh_models_share_their_graphs():
+    """mediapipe_face_full and the eight mesh models run the same two graphs: one pool each, not one per model."""
+    face = load_detector("mediapipe_face_full")
+    eyes, lips = load_detector("eyes_mesh_mediapipe"), load_detector("lips_mesh_mediapipe")
+    assert eyes._meshes is lips._meshes
+    assert eyes.faces._graphs is lips.faces._graphs is face._graphs
+    assert load_detector("mediapipe_face_short")._graphs is not face._graphs, "short range is another model"
+    images = batch(2)
+    found = image_mask(lips, images, MaskSettings()).detections
+    assert all(f.detections and f.detections[0].label == "lips" for f in found)

@@ -28,11 +28,12 @@ class FaceDetector(Detector):
         super().__init__(spec)
         self.variant = variant or spec.option or "full"
         self._solutions = mps.use_solutions()
-        self._graphs = mps.GraphPool(self._make_graph)  # keyed by confidence: fixed when a graph is made
         self._model_path: Path | None = None
         if not self._solutions:
             names, bundled = _TASK_FILES[self.variant]
             self._model_path = mps.model_file(names, model_folders, bundled)
+        # keyed by confidence (fixed when a graph is made); shared with every detector of the same graphs
+        self._graphs = mps.shared_pool(("face", self.variant, self._model_path), self._make_graph)
 
     @property
     def api(self) -> str:

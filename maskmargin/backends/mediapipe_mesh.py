@@ -32,7 +32,7 @@ class MeshDetector(Detector):
         self.faces = FaceDetector(find_model("mediapipe_face_full"), model_folders)
         solutions = mps.use_solutions()
         task_file = None if solutions else mps.model_file(("face_landmarker.task",), model_folders)
-        self._meshes = mps.GraphPool(lambda _: _make_mesh(task_file))
+        self._meshes = mps.shared_pool(("mesh", task_file), lambda _: _make_mesh(task_file))
         self._mesh = _mesh_solutions if solutions else _mesh_tasks
         with self._meshes.graph():  # a broken install fails here, when the model is loaded
             pass
