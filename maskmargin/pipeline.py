@@ -116,11 +116,15 @@ def image_mask(
     n, h, w = images.shape[:3]
     masks = buffers.empty((n, h, w), device)  # each image's slice is zeroed where its mask is built
     shown = thumbnail_buffer(n, h, w, thumbnail_side) if thumbnail_side > 0 else None
+    preview = buffers.empty((n, h, w, 3), device) if with_preview else None
 
     def finish(i: int, array: np.ndarray, image_found: ImageDetections) -> None:
+        one = slice(i, i + 1)
         build_mask(image_found, settings.mask_padding, settings.mask_blur, out=masks[i].zero_())
         if shown is not None:
-            thumbnails([array], masks[i : i + 1], [image_found], thumbnail_side, out=shown[i : i + 1])
+            thumbnails([array], masks[one], [image_found], thumbnail_side, out=shown[one])
+        if preview is not None:
+            draw_preview(rgb_tensor(images[one]), masks[one], [image_found], out=preview[one])
 
     if type(detector).detect_batch is not Detector.detect_batch:  # a backend that batches (YOLO, remote)
         arrays = to_uint8_rgb(images)
@@ -129,7 +133,6 @@ def image_mask(
             finish(i, array, image_found)
     else:
         found = _in_parallel(detector, images, settings, progress, finish)
-    preview = draw_preview(rgb_tensor(images).to(device), masks, found) if with_preview else None
     return MaskResult(masks, found, preview, torch.from_numpy(shown) if shown is not None else None)
 
 

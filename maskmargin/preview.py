@@ -20,9 +20,14 @@ TINT = torch.tensor([1.0, 0.25, 0.1])  # orange-red: visible on skin and on dark
 BOX = torch.tensor([0.1, 1.0, 0.3])
 
 
-def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections]) -> torch.Tensor:
-    """A new [B, H, W, 3] tensor: `rgb` with masks tinted at 45% and boxes outlined. Inputs are not modified."""
-    out = copy_of(rgb.to(torch.float32))
+def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """A new [B, H, W, 3] tensor (or `out`, filled): `rgb` with masks tinted at 45% and boxes outlined.
+    Inputs are not modified."""
+    if out is None:
+        out = copy_of(rgb.to(torch.float32))
+    else:
+        out.copy_(rgb)
     _draw(out, masks, found)
     return out
 
