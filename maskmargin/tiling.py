@@ -21,6 +21,7 @@ TILE_SHARE = 0.6  # of the image's width and height per tile: 2 x 2 tiles, overl
 EDGE = 2  # pixels: a box this close to a tile's inner edge is cut by it
 SAME_IOU = 0.45  # two boxes this alike are one object
 INSIDE = 0.8  # a box this much inside a higher-scoring one is a part of it
+PER_VIEW = 20  # detections kept per view before merging: the API's largest maxDetections
 
 
 def tile_rects(width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -35,7 +36,7 @@ def detect_with_tiles(detector: Detector, image: np.ndarray, confidence: float,
     h, w = image.shape[:2]
     rects = tile_rects(w, h)
     views = [image] + [np.ascontiguousarray(image[y0:y1, x0:x1]) for x0, y0, x1, y1 in rects]
-    found = detector.detect_batch(views, confidence, max(max_detections, 20))
+    found = detector.detect_batch(views, confidence, PER_VIEW)
     candidates = list(found[0])
     for rect, tile_found in zip(rects, found[1:]):
         candidates += [d.moved(rect[0], rect[1]) for d in tile_found if not _cut(d.box, rect, w, h)]
