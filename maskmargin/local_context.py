@@ -32,7 +32,7 @@ class LocalContext(TaskContext):
         self.output_dir = Path(output_dir)
         self.dirs = dirs
         self.device = device
-        self.search_tiles = search_tiles  # `run --tiles`: every task also searches 2 x 2 tiles
+        self.search_tiles = search_tiles  # `run --tiles`: every task also searches tiles
 
     def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
         return super().detect(model, pixels, replace(settings, search_tiles=self.search_tiles))

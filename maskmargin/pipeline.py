@@ -33,7 +33,7 @@ class MaskSettings:
     max_detections: int = 6
     mask_padding: int = 4
     mask_blur: int = 4
-    search_tiles: bool = False  # not an API parameter: also search 2 x 2 tiles (tiling.py), ~5x the time
+    search_tiles: bool = False  # not an API parameter: also search overlapping tiles (tiling.py)
 
     def __post_init__(self) -> None:
         check_settings(self.confidence, self.max_detections, self.mask_padding, self.mask_blur)

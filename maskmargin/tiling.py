@@ -2,9 +2,11 @@
 
 Detectors shrink the whole image to their input size first (BlazeFace full range: 192 px, YOLO: 640
 px), so an object too few input pixels wide is missed: BlazeFace loses faces under about 6% of the
-image's longer side (a 90 px face in a 1600 px photo, 230 px in 4K). Four tiles of 60% each way,
-overlapping by 20%, show such faces 1.7x larger. A detection touching a tile's inner edge is dropped
-(it is whole in a neighbouring tile or in the whole-image pass), then the passes are merged.
+image's longer side (a 90 px face in a 1600 px photo, 230 px in 4K). Tiles show such faces larger:
+2 x 2 tiles of 60% each way for images up to 2560 px, finer grids beyond (3 x 3 up to 3584 px, 4 x 4 for
+4K...), so that no tile is longer than 1536 px. Neighbouring tiles overlap by a third of a tile; a
+detection touching a tile's inner edge is dropped (it is whole in a neighbouring tile or in the
+whole-image pass), then all passes are merged.
 """
 
 from __future__ import annotations
@@ -17,17 +19,34 @@ import numpy as np
 from .backends.base import Detector
 from .detection import Detection, select
 
-TILE_SHARE = 0.6  # of the image's width and height per tile: 2 x 2 tiles, overlapping by 20%
+MAX_TILE_SIDE = 1536  # pixels: a larger image gets a finer grid
 EDGE = 2  # pixels: a box this close to a tile's inner edge is cut by it
 SAME_IOU = 0.45  # two boxes this alike are one object
 INSIDE = 0.8  # a box this much inside a higher-scoring one is a part of it
 PER_VIEW = 20  # detections kept per view before merging: the API's largest maxDetections
 
 
+def grid_size(width: int, height: int) -> int:
+    """Tiles per row and column: 2, or more for an image whose 2 x 2 tiles would exceed MAX_TILE_SIDE."""
+    n = 2
+    while tile_share(n) * max(width, height) > MAX_TILE_SIDE:
+        n += 1
+    return n
+
+
+def tile_share(n: int) -> float:
+    """Each tile's share of the image's width and height in an n x n grid whose neighbouring tiles
+    overlap by a third of a tile: n tiles of s with n - 1 steps of 2s/3 span the image."""
+    return 3 / (2 * n + 1)
+
+
 def tile_rects(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """The four tiles (x0, y0, x1, y1) of an image, corners first."""
-    tw, th = math.ceil(width * TILE_SHARE), math.ceil(height * TILE_SHARE)
-    return [(x, y, x + tw, y + th) for y in (0, height - th) for x in (0, width - tw)]
+    """The tiles (x0, y0, x1, y1) of an image, row by row."""
+    n = grid_size(width, height)
+    tw, th = math.ceil(width * tile_share(n)), math.ceil(height * tile_share(n))
+    xs = [round(i * (width - tw) / (n - 1)) for i in range(n)]
+    ys = [round(i * (height - th) / (n - 1)) for i in range(n)]
+    return [(x, y, x + tw, y + th) for y in ys for x in xs]
 
 
 def detect_with_tiles(detector: Detector, image: np.ndarray, confidence: float,

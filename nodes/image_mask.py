@@ -129,10 +129,11 @@ class ImageMask(io.ComfyNode):
                              "mask (inside stays 1, the band falls to 0). Inpaint Stitch blends through this band: "
                              "wider hides seams, 0 gives a hard edge."),
                 io.Boolean.Input("search_tiles", default=False, optional=True,
-                                 tooltip="Also search four overlapping tiles (60% of the image each way). Finds "
-                                 "faces the whole-image pass is too coarse for: smaller than about 6% of the "
-                                 "image's longer side (crowds, high-resolution group photos). About 5x the "
-                                 "detection time; may add a few false detections (raise confidence then)."),
+                                 tooltip="Also search overlapping tiles (2 x 2 of 60% each way; finer grids above "
+                                 "2560 px, 4 x 4 for 4K). Finds faces the whole-image pass is too coarse for: smaller "
+                                 "than about 6% of the image's longer side (crowds, high-resolution group photos). "
+                                 "One detection per tile more (5x the time up to 2560 px); may add a few false "
+                                 "detections (raise confidence then)."),
             ],
             outputs=[
                 io.Mask.Output("mask", tooltip="One mask per image at the image's size, 0 to 1: every detection "

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from skimage import data
 
+import maskmargin.tiling as tiling
 from maskmargin.cli import main
 from maskmargin.detection import Detection
 from maskmargin.loader import load_detector
@@ -32,9 +33,9 @@ def crowd_scale() -> np.ndarray:
     return canvas
 
 
-def face_region() -> tuple[float, float, float, float]:
+def face_region(paste: tuple[int, int, int] = PASTE) -> tuple[float, float, float, float]:
     """The astronaut's face (x 175..280, y 70..175 in her 512 px photo) in canvas pixels."""
-    x, y, size = PASTE
+    x, y, size = paste
     s = size / 512
     return x + 175 * s, y + 70 * s, x + 280 * s, y + 175 * s
 
@@ -46,6 +47,29 @@ def test_tiles_cover_the_image_with_a_fifth_of_overlap():
     for x0, y0, x1, y1 in rects:
         covered[y0:y1, x0:x1] += 1
     assert covered.min() == 1 and covered[300, 500] == 4
+
+
+def test_large_images_get_finer_grids_whose_tiles_overlap_by_a_third():
+    assert len(tile_rects(2560, 1440)) == 4
+    rects = tile_rects(3840, 2160)
+    assert len(rects) == 16 and rects[0] == (0, 0, 1280, 720) and rects[-1] == (2560, 1440, 3840, 2160)
+    step = rects[1][0] - rects[0][0]
+    assert abs((1280 - step) - 1280 / 3) <= 1, "neighbours overlap by a third of a tile"
+    assert max(r[2] - r[0] for r in tile_rects(6000, 4000)) <= 1536
+
+
+def test_a_4k_frame_needs_the_finer_grid(monkeypatch):
+    """A 102 px face in 3840 x 2160: 2 x 2 tiles (2304 px) still miss it, the 4 x 4 grid (1280 px) finds it."""
+    paste = (1900, 900, 500)
+    frame = cv2.resize(data.coffee(), (3840, 2160), interpolation=cv2.INTER_AREA)
+    x, y, size = paste
+    frame[y : y + size, x : x + size] = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    det = load_detector("mediapipe_face_full")
+    (found,) = detect_with_tiles(det, frame, 0.25, 20)
+    fx0, fy0, fx1, fy1 = face_region(paste)
+    assert fx0 - 5 < found.box[0] < found.box[2] < fx1 + 5 and fy0 - 5 < found.box[1] < found.box[3] < fy1 + 5
+    monkeypatch.setattr(tiling, "MAX_TILE_SIDE", 10**6)  # always 2 x 2
+    assert detect_with_tiles(det, frame, 0.25, 20) == []
 
 
 def test_a_box_cut_by_an_inner_tile_edge_is_dropped_one_at_the_image_edge_kept():
