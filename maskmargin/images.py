@@ -50,11 +50,13 @@ def to_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
     images = check_image_batch(images)
     out = []
     for im in rgb_tensor(images):
-        im = im.to("cpu", torch.float32)
-        if float(im.min()) < 0.0:  # |255 x| below would turn negative values bright
-            im = im.clamp(min=0.0)
-        # one multithreaded pass that scales, rounds and saturates: 4x faster than tensor arithmetic
-        out.append(cv2.convertScaleAbs(np.ascontiguousarray(im.numpy()), alpha=255.0))
+        pixels = np.ascontiguousarray(im.to("cpu", torch.float32).numpy())
+        # numpy's min: one thread, as fast as torch's two on this memory-bound pass (Image Mask's
+        # workers already keep the cores busy)
+        if pixels.min() < 0.0:  # |255 x| below would turn negative values bright
+            pixels = np.maximum(pixels, 0.0)
+        # one pass that scales, rounds and saturates: 4x faster than tensor arithmetic
+        out.append(cv2.convertScaleAbs(pixels, alpha=255.0))
     return out
 
 
