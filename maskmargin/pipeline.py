@@ -6,7 +6,6 @@ Called by the ComfyUI node, the command line and the service alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ from .images import check_image_batch, rgb_tensor, to_uint8_rgb
 from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .tiling import detect_with_tiles
-from .workers import worker_count
+from .workers import in_order
 
 MAX_DETECTIONS = 20
 
@@ -146,27 +145,19 @@ def _in_parallel(detector: Detector, images: torch.Tensor, settings: MaskSetting
     when `progress` raises (an interrupted run): the images under way finish, the rest never start.
     """
     n = images.shape[0]
-    inference = torch.is_inference_mode_enabled()  # thread-local: ComfyUI runs nodes in inference mode
 
     def one(i: int) -> ImageDetections:
-        with torch.inference_mode(inference):
-            array = to_uint8_rgb(images[i : i + 1])[0]
-            (image_found,) = detect_arrays(detector, [array], settings)
-            finish(i, array, image_found)
-            return image_found
+        array = to_uint8_rgb(images[i : i + 1])[0]
+        (image_found,) = detect_arrays(detector, [array], settings)
+        finish(i, array, image_found)
+        return image_found
 
     found: list[ImageDetections] = []
-    with ThreadPoolExecutor(max_workers=min(n, worker_count()), thread_name_prefix="maskmargin") as pool:
-        jobs = [pool.submit(one, i) for i in range(n)]
-        try:
-            for i, job in enumerate(jobs):
-                found.append(job.result())
-                if progress is not None:
-                    progress(i + 1, n)
-        except BaseException:
-            for job in jobs:
-                job.cancel()
-            raise
+    with in_order(one, range(n)) as results:
+        for image_found in results:
+            found.append(image_found)
+            if progress is not None:
+                progress(len(found), n)
     return found
 
 

@@ -7,14 +7,12 @@ detector already has and shown as JPEG, so a large batch pays for neither full-s
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 
 from .buffers import copy_of
 from .detection import ImageDetections
-from .workers import worker_count
+from .workers import in_order
 
 TINT = torch.tensor([1.0, 0.25, 0.1])  # orange-red: visible on skin and on dark backgrounds
 BOX = torch.tensor([0.1, 1.0, 0.3])
@@ -75,11 +73,8 @@ def encode_jpeg(images: torch.Tensor, quality: int = 90) -> list[bytes]:
             raise RuntimeError("OpenCV could not encode a preview as JPEG")
         return data.tobytes()
 
-    arrays = list(images.numpy())
-    if len(arrays) == 1:
-        return [one(arrays[0])]
-    with ThreadPoolExecutor(max_workers=min(len(arrays), worker_count())) as pool:
-        return list(pool.map(one, arrays))
+    with in_order(one, list(images.numpy())) as files:
+        return list(files)
 
 
 def _draw(out: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],

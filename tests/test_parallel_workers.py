@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage import data
 
-import maskmargin.pipeline as pipeline
+import maskmargin.workers as workers
 from maskmargin.backends import mediapipe_support as mps
 from maskmargin.images import to_uint8_rgb
 from maskmargin.loader import load_detector
@@ -31,9 +31,9 @@ def batch(n: int) -> torch.Tensor:
 def test_workers_give_what_one_thread_gives(monkeypatch, model):
     det = load_detector(model)
     images = batch(6)
-    monkeypatch.setattr(pipeline, "worker_count", lambda: 1)
+    monkeypatch.setattr(workers, "worker_count", lambda: 1)
     one = image_mask(det, images, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
-    monkeypatch.setattr(pipeline, "worker_count", lambda: 4)
+    monkeypatch.setattr(workers, "worker_count", lambda: 4)
     four = image_mask(det, images, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
     assert torch.equal(one.masks, four.masks) and torch.equal(one.thumbnails, four.thumbnails)
     assert one.to_api() == four.to_api()
@@ -44,7 +44,7 @@ def test_workers_give_what_one_thread_gives(monkeypatch, model):
 
 def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch):
     det = load_detector("mediapipe_face_full")
-    monkeypatch.setattr(pipeline, "worker_count", lambda: 2)
+    monkeypatch.setattr(workers, "worker_count", lambda: 2)
     seen = []
     image_mask(det, batch(5), MaskSettings(), progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
@@ -106,3 +106,53 @@ def test_face_and_mesh_models_share_their_graphs():
     images = batch(2)
     found = image_mask(lips, images, MaskSettings()).detections
     assert all(f.detections and f.detections[0].label == "lips" for f in found)
+
+
+def test_in_order_keeps_order_bounds_the_work_under_way_and_stops_early(monkeypatch):
+    monkeypatch.setattr(workers, "worker_count", lambda: 3)
+    started, running, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def slow_square(i: int) -> int:
+        with lock:
+            started.append(i)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        threading.Event().wait(0.002 * (i % 3))  # later items may finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    with workers.in_order(slow_square, range(20)) as results:
+        assert list(results) == [i * i for i in range(20)]
+    assert most[0] <= 3
+
+    started.clear()
+    with pytest.raises(KeyError):
+        with workers.in_order(slow_square, range(40)) as results:
+            for value in results:
+                if value == 4:
+                    raise KeyError("stop")  # the caller stops (an interrupted run)
+    assert len(started) <= 3 + 6, "no more than the items already handed out ever start"
+
+
+def test_in_order_runs_the_workers_in_the_callers_inference_mode():
+    def mode(_: int) -> tuple[bool, bool]:
+        return torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    with torch.inference_mode():
+        with workers.in_order(mode, range(4)) as results:
+            assert set(results) == {(True, False)}
+    with workers.in_order(mode, range(4)) as results:
+        assert set(results) == {(False, True)}
+
+
+def test_in_order_passes_a_workers_error_on():
+    def fail_on_two(i: int) -> int:
+        if i == 2:
+            raise ValueError("item 2")
+        return i
+
+    with pytest.raises(ValueError, match="item 2"):
+        with workers.in_order(fail_on_two, range(8)) as results:
+            list(results)
