@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import islice
 from typing import TypeVar
 
 import torch
@@ -54,15 +55,10 @@ def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="maskmargin") as pool:
         def results() -> Iterator[R]:
             rest = iter(items)
-            for item in rest:
-                pending.append(pool.submit(call, item))
-                if len(pending) >= 2 * workers:
-                    break
+            pending.extend(pool.submit(call, item) for item in islice(rest, 2 * workers))
             while pending:
                 done = pending.popleft().result()
-                for item in rest:
-                    pending.append(pool.submit(call, item))
-                    break
+                pending.extend(pool.submit(call, item) for item in islice(rest, 1))  # one out, the next in
                 yield done
 
         try:
