@@ -12,6 +12,9 @@ except ModuleNotFoundError as exc:
 else:
     from .nodes.crop_stitch import NODES as CROP_STITCH_NODES
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
+    from .nodes.region_prompts import NODES as REGION_PROMPT_NODES
+    from .nodes.region_select import NODES as REGION_SELECT_NODES
+    from .nodes.segs import NODES as SEGS_NODES
     from .nodes import model_info, remote
 
     remote.register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
@@ -21,7 +24,7 @@ else:
 
     class MaskMarginExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
-            return [*IMAGE_MASK_NODES, *CROP_STITCH_NODES]
+            return [*IMAGE_MASK_NODES, *REGION_SELECT_NODES, *CROP_STITCH_NODES, *REGION_PROMPT_NODES, *SEGS_NODES]
 
     async def comfy_entrypoint() -> MaskMarginExtension:
         return MaskMarginExtension()

@@ -13,7 +13,7 @@ region, so stitching is a plain per-pixel choice: no paste order, no averaging o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ class Region:
     box: Box
     owned: np.ndarray  # bool [y1 - y0, x1 - x0]: the mask pixels (mask > 0) this region stitches back
     label: str = ""
+    detection: int | None = None  # the index of the detection this region belongs to, if any
 
     @property
     def size(self) -> int:
@@ -122,7 +123,7 @@ def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> li
         region = Region(boxes[j], np.zeros((boxes[j][3] - boxes[j][1], boxes[j][2] - boxes[j][0]), bool), det.label)
         for piece in owned:
             region = merge(region, piece)  # the pieces carry no label: the detection's stays
-        regions.append(region)
+        regions.append(replace(region, detection=j))
     return regions + orphans
 
 

@@ -36,7 +36,8 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
 
     with in_order(scaled_back, range(len(stitch.plan))) as backs:
         for i, back in enumerate(backs):
-            _blend(out, stitch, i, back)
+            if i not in stitch.skipped:  # a region left untouched keeps its source pixels
+                _blend(out, stitch, i, back)
             if progress is not None:
                 progress(i + 1, len(stitch.plan))
     return out

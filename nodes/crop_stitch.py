@@ -8,7 +8,7 @@ from ..maskmargin.crop import MAX_MARGIN, MAX_WORKING_SIDE, WORKING_SIZES, CropR
 from ..maskmargin.detection import ImageDetections
 from ..maskmargin.errors import MaskMarginError
 from ..maskmargin.images import to_uint8_rgb
-from ..maskmargin.preview import thumbnails
+from ..maskmargin.preview import draw_numbers, thumbnails
 from ..maskmargin.stitch import inpaint_stitch
 from . import comfy_env
 from .image_mask import DetectionsType, user_error
@@ -84,6 +84,8 @@ class MaskMarginCrop(io.ComfyNode):
         crops, crop_masks = result.crops.to(out), result.crop_masks.to(out)
         shown = thumbnails(to_uint8_rgb(crops), crop_masks, [ImageDetections(width, height, ())] * len(crops),
                            CROP_PREVIEW_SIDE)
+        # number each crop (its index in the batch, the line of Region Prompts that prompts it) and its label
+        draw_numbers(shown, [f"{i} {c.region.label}".strip() for i, c in enumerate(result.plan)])
         return io.NodeOutput(crops, crop_masks, result, ui=comfy_env.show_images(shown))
 
 

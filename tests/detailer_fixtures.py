@@ -1,0 +1,62 @@
+"""Fixtures for running the detailer examples through a real sampler: a random SD1.5 checkpoint (built once,
+cached outside the repository) and the YOLO files the hand and person examples name.
+
+Import the fixtures into a test module: ``from detailer_fixtures import checkpoints  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from comfy_harness import comfyui_dir_from_env, comfyui_python_from_env
+
+HERE = Path(__file__).resolve().parent
+BUILDER = HERE / "random_checkpoints.py"
+SD15_NAMES = ("v1-5-pruned-emaonly.safetensors",)  # what the SD1.5 examples load
+
+
+def cache_dir() -> Path:
+    """MASKMARGIN_CACHE (make test sets it), else ~/.cache/maskmargin: outside the repository."""
+    return Path(os.environ.get("MASKMARGIN_CACHE") or Path.home() / ".cache" / "maskmargin").expanduser()
+
+
+def random_sd15_path() -> Path:
+    """The cached random SD1.5 file; its name carries a hash of the builder, so a changed builder rebuilds."""
+    digest = hashlib.sha256(BUILDER.read_bytes()).hexdigest()[:12]
+    path = cache_dir() / "checkpoints" / f"random_sd15_{digest}.safetensors"
+    if not path.is_file():
+        env = dict(os.environ, COMFYUI_DIR=str(comfyui_dir_from_env()))
+        done = subprocess.run([comfyui_python_from_env(), str(BUILDER), "sd15", str(path)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"building the random SD1.5 checkpoint failed:\n{done.stdout}\n{done.stderr[-4000:]}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoints(comfy) -> dict[str, Path]:
+    """The random SD1.5 file linked into the server's models/checkpoints under the examples' names, and
+    deterministic YOLO files (tests/yolo_models.py) as hand_yolov8n.pt and person_yolov8n-seg.pt."""
+    from yolo_models import save_scoring_model
+
+    sd15 = random_sd15_path()
+    folder = comfy.models_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    linked = {}
+    for name in SD15_NAMES:
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(sd15)
+        linked[name] = link
+    yolo = {"bbox/hand_yolov8n.pt": ("yolov8n.yaml", False), "segm/person_yolov8n-seg.pt": ("yolov8n-seg.yaml", True)}
+    for rel, (cfg, constant) in yolo.items():
+        target = comfy.models_dir / "ultralytics" / rel
+        if not target.exists():
+            save_scoring_model(cfg, str(target), constant_masks=constant)
+        linked[rel] = target
+    return linked
