@@ -11,6 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from comfy_harness import comfyui_dir_from_env, comfyui_python_from_env
@@ -36,6 +37,21 @@ def random_sd15_path() -> Path:
         if done.returncode != 0:
             raise RuntimeError(f"building the random SD1.5 checkpoint failed:\n{done.stdout}\n{done.stderr[-4000:]}")
     return path
+
+
+def video_file(path: Path, frames: list[np.ndarray], fps: int = 8) -> None:
+    """A short MPEG-4 video of `frames` (what the video example's Load Video reads)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
 
 
 @pytest.fixture(scope="session")

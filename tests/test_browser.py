@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detailer_fixtures import video_file
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui
@@ -59,6 +60,8 @@ def seen(browser, comfy, tmp_path_factory):
 
     Image.fromarray(data.astronaut()).save(comfy.input_dir / INPUT)
     Image.fromarray(data.astronaut()).save(comfy.input_dir / "example.png")  # what the examples load (thumbnails)
+    small = np.asarray(Image.fromarray(data.astronaut()).resize((320, 320)))
+    video_file(comfy.input_dir / "input.mp4", [small] * 4)  # what the video example's Load Video loads
     workflows = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
     for item in workflows[RUN]["nodes"]:
         if item["type"] == "LoadImage":
@@ -98,6 +101,7 @@ def test_example_workflow_loads_in_the_frontend(seen, name):
     assert loaded["nodes"] > 0
     assert loaded["missing"] == [], f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
     assert not loaded["dialogs"], f"a dialog opened on load: {loaded['dialogs']} ({loaded['screenshot']})"
+    assert loaded["errors"] == [], f"console errors while loading {name}: {loaded['errors']}"
     assert Path(loaded["screenshot"]).is_file()
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from detailer_fixtures import checkpoints  # noqa: F401  (fixture)
+from detailer_fixtures import checkpoints, video_file  # noqa: F401  (checkpoints: a fixture)
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui
@@ -27,21 +27,6 @@ WORKING = 256
 STEPS = 3
 SDXL_SKIP = ("no SDXL-detected random checkpoint is built: a UNet with SDXL's real depths costs more CI time "
              "than the 60-minute budget leaves (see tests/README.md)")
-
-
-def video_file(path: Path, frames: list[np.ndarray], fps: int = 8) -> None:
-    """A short MPEG-4 video of `frames` (what the video example's Load Video reads)."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 @pytest.fixture(scope="module")
