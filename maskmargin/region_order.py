@@ -52,8 +52,9 @@ class RegionSelection:
         if self.order not in ORDERS:
             raise InvalidParameter(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}", parameter="order")
         if self.size_unit not in SIZE_UNITS:
-            raise InvalidParameter(f"size_unit must be one of {', '.join(SIZE_UNITS)}, got {self.size_unit!r}",
-                                   parameter="size_unit")
+            raise InvalidParameter(
+                f"size_unit must be one of {', '.join(SIZE_UNITS)}, got {self.size_unit!r}", parameter="size_unit"
+            )
         for name in ("min_size", "max_size"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
@@ -82,8 +83,10 @@ def parse_indices(text: str, count: int) -> list[int]:
                 k = int(item)
                 chosen = [k + count if k < 0 else k] if -count <= k < count else []
         except ValueError:
-            raise InvalidParameter(f"keep_index must be indices separated by commas, such as 0,2 or -1 or 1:3; "
-                                   f"got {text!r}", parameter="keep_index") from None
+            raise InvalidParameter(
+                f"keep_index must be indices separated by commas, such as 0,2 or -1 or 1:3; got {text!r}",
+                parameter="keep_index",
+            ) from None
         picked += [k for k in chosen if k not in picked]
     return picked
 
@@ -119,20 +122,22 @@ def regions_as_detections(mask: torch.Tensor, found: ImageDetections | None) -> 
     return dets, regions
 
 
-def select_regions(masks: torch.Tensor, detections: list[ImageDetections] | None,
-                   selection: RegionSelection) -> tuple[torch.Tensor, list[ImageDetections]]:
+def select_regions(
+    masks: torch.Tensor, detections: list[ImageDetections] | None, selection: RegionSelection
+) -> tuple[torch.Tensor, list[ImageDetections]]:
     """(new [B, H, W] masks, new detections per image): each image's regions ordered and filtered.
 
     Inputs are not modified; an image with no region left keeps an all-zero mask (it passes through
     Mask Margin Crop and Inpaint Stitch unchanged).
     """
     if masks.ndim != 3:
-        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}",
-                               parameter="mask")
+        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}", parameter="mask")
     b, h, w = masks.shape
     if detections is not None and len(detections) not in (b, 1):
-        raise InvalidParameter(f"{len(detections)} detection sets for {b} masks: connect the detections made "
-                               f"with this mask", parameter="detections")
+        raise InvalidParameter(
+            f"{len(detections)} detection sets for {b} masks: connect the detections made with this mask",
+            parameter="detections",
+        )
     labels = _labels(selection.keep_labels)
     scale = max(h, w) if selection.size_unit == "fraction of image" else 1
     out = torch.zeros_like(masks, dtype=torch.float32)
@@ -143,8 +148,12 @@ def select_regions(masks: torch.Tensor, detections: list[ImageDetections] | None
         pairs = list(zip(dets, regions))
         if labels:
             pairs = [p for p in pairs if any(p[0].label.lower().startswith(lab) for lab in labels)]
-        pairs = [p for p in pairs if p[1].size >= selection.min_size * scale
-                 and (not selection.max_size or p[1].size <= selection.max_size * scale)]
+        pairs = [
+            p
+            for p in pairs
+            if p[1].size >= selection.min_size * scale
+            and (not selection.max_size or p[1].size <= selection.max_size * scale)
+        ]
         if selection.order != "detection order":
             pairs.sort(key=lambda p: _sort_key(selection.order, p[0]))
         pairs = [pairs[k] for k in parse_indices(selection.keep_index, len(pairs))]

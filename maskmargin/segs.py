@@ -25,15 +25,18 @@ from .detection import Detection, ImageDetections
 from .errors import InvalidParameter
 from .regions import find_regions
 
-SEG = namedtuple("SEG", ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label",
-                         "control_net_wrapper"], defaults=[None])
+SEG = namedtuple(
+    "SEG",
+    ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label", "control_net_wrapper"],
+    defaults=[None],
+)
 Segs = tuple[tuple[int, int], list[Any]]
 
 
 def _span(centre: float, size: float, limit: int) -> tuple[int, int]:
     """[start, end) of `size` pixels about `centre`, moved to lie inside [0, limit) (cut only when larger)."""
-    size = min(max(int(round(size)), 1), limit)
-    start = int(round(centre - size / 2))
+    size = min(max(round(size), 1), limit)
+    start = round(centre - size / 2)
     start = min(max(start, 0), limit - size)
     return start, start + size
 
@@ -85,19 +88,26 @@ def from_segs(segs: Segs) -> tuple[torch.Tensor, ImageDetections]:
         (h, w), items = segs[0][:2], segs[1]
         h, w = int(h), int(w)
     except (TypeError, ValueError, IndexError):
-        raise InvalidParameter("segs must be a SEGS value ((height, width), [SEG, ...]) as Impact-Pack's nodes "
-                               "make", parameter="segs") from None
+        raise InvalidParameter(
+            "segs must be a SEGS value ((height, width), [SEG, ...]) as Impact-Pack's nodes make", parameter="segs"
+        ) from None
     mask = torch.zeros((1, h, w), dtype=torch.float32)
     dets = []
     for seg in items:
-        x0, y0, x1, y1 = (int(v) for v in seg.crop_region)
+        x0, y0 = (int(v) for v in seg.crop_region[:2])
         local = _as_array(seg.cropped_mask)
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + local.shape[1], w), min(y0 + local.shape[0], h)
         part = torch.from_numpy(local[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0].copy()).clamp_(0, 1)
         torch.maximum(mask[0, cy0:cy1, cx0:cx1], part, out=mask[0, cy0:cy1, cx0:cx1])
         bx0, by0, bx1, by1 = (float(v) for v in seg.bbox)
         shape = part.numpy() > 0
-        dets.append(Detection((bx0, by0, bx1, by1), float(np.asarray(seg.confidence).reshape(-1)[0]),
-                              str(seg.label), shape if shape.any() else None,
-                              (cx0, cy0, cx1, cy1) if shape.any() else None))
+        dets.append(
+            Detection(
+                (bx0, by0, bx1, by1),
+                float(np.asarray(seg.confidence).reshape(-1)[0]),
+                str(seg.label),
+                shape if shape.any() else None,
+                (cx0, cy0, cx1, cy1) if shape.any() else None,
+            )
+        )
     return mask, ImageDetections(w, h, tuple(dets), "SEGS")

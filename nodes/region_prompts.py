@@ -61,25 +61,44 @@ class RegionPrompts(io.ComfyNode):
             "that detection label a prompt; `-` leaves a region untouched.",
             inputs=[
                 io.Clip.Input("clip", tooltip="The checkpoint's CLIP (Load Checkpoint's CLIP output)."),
-                StitchType.Input("stitch", tooltip="From Mask Margin Crop: how many crops there are, in which order, "
-                                 "and each one's detection label."),
-                io.String.Input("prompts", multiline=True, default="",
-                                tooltip="One line per region in crop order (region 0 first; Mask Margin Crop's "
-                                "preview numbers them). An empty line: the default. `-`: leave that region "
-                                "untouched. `face: text` (any detection label, e.g. face, hand, person): the "
-                                "prompt of every region with that label that has no line of its own. `#` starts a "
-                                "comment line."),
-                io.String.Input("default", multiline=True, default="",
-                                tooltip="The prompt of every region without a line or label rule of its own; `-` "
-                                "leaves those regions untouched."),
+                StitchType.Input(
+                    "stitch",
+                    tooltip="From Mask Margin Crop: how many crops there are, in which order, "
+                    "and each one's detection label.",
+                ),
+                io.String.Input(
+                    "prompts",
+                    multiline=True,
+                    default="",
+                    tooltip="One line per region in crop order (region 0 first; Mask Margin Crop's "
+                    "preview numbers them). An empty line: the default. `-`: leave that region "
+                    "untouched. `face: text` (any detection label, e.g. face, hand, person): the "
+                    "prompt of every region with that label that has no line of its own. `#` starts a "
+                    "comment line.",
+                ),
+                io.String.Input(
+                    "default",
+                    multiline=True,
+                    default="",
+                    tooltip="The prompt of every region without a line or label rule of its own; `-` "
+                    "leaves those regions untouched.",
+                ),
             ],
             outputs=[
-                io.Conditioning.Output("positive", tooltip="One conditioning per crop, as one batch: connect to the "
-                                       "sampler's positive input (the negative can stay a single prompt)."),
-                StitchType.Output("stitch", tooltip="Mask Margin Crop's stitch, with the regions marked `-` left "
-                                  "out: connect to Inpaint Stitch instead of the crop's own stitch output."),
-                io.String.Output("prompts_used", tooltip="Which prompt each region got and why (line, label or "
-                                 "default), one line per region."),
+                io.Conditioning.Output(
+                    "positive",
+                    tooltip="One conditioning per crop, as one batch: connect to the "
+                    "sampler's positive input (the negative can stay a single prompt).",
+                ),
+                StitchType.Output(
+                    "stitch",
+                    tooltip="Mask Margin Crop's stitch, with the regions marked `-` left "
+                    "out: connect to Inpaint Stitch instead of the crop's own stitch output.",
+                ),
+                io.String.Output(
+                    "prompts_used",
+                    tooltip="Which prompt each region got and why (line, label or default), one line per region.",
+                ),
             ],
         )
 

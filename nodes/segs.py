@@ -25,15 +25,25 @@ class ToSegs(io.ComfyNode):
             "with the fade band, its label and score), for Impact's detailers and SEGS nodes. Impact-Pack need not be "
             "installed for this node to load. SEGS describe one image: give one image.",
             inputs=[
-                io.Image.Input("image", tooltip="One image (SEGS hold one image's regions); the one the mask was made "
-                               "for."),
+                io.Image.Input(
+                    "image", tooltip="One image (SEGS hold one image's regions); the one the mask was made for."
+                ),
                 io.Mask.Input("mask", tooltip="Image Mask's mask for this image."),
-                io.Float.Input("crop_factor", default=3.0, min=1.0, max=100.0, step=0.1,
-                               tooltip="Each SEG's crop region is its box times this, about the box's centre, kept "
-                               "inside the image (Impact's crop_factor: 3 is its usual default)."),
-                DetectionsType.Input("detections", optional=True,
-                                     tooltip="Image Mask's detections: one SEG per detection. Without it, one SEG per "
-                                     "connected part of the mask (label mask)."),
+                io.Float.Input(
+                    "crop_factor",
+                    default=3.0,
+                    min=1.0,
+                    max=100.0,
+                    step=0.1,
+                    tooltip="Each SEG's crop region is its box times this, about the box's centre, kept "
+                    "inside the image (Impact's crop_factor: 3 is its usual default).",
+                ),
+                DetectionsType.Input(
+                    "detections",
+                    optional=True,
+                    tooltip="Image Mask's detections: one SEG per detection. Without it, one SEG per "
+                    "connected part of the mask (label mask).",
+                ),
             ],
             outputs=[SegsType.Output("segs", tooltip="Impact-Pack's SEGS value: ((height, width), [SEG, ...]).")],
         )
@@ -44,8 +54,11 @@ class ToSegs(io.ComfyNode):
             images = check_image_batch(image)
             masks = mask.unsqueeze(0) if mask.ndim == 2 else mask
             if images.shape[0] != 1 or masks.shape[0] != 1:
-                raise InvalidParameter(f"SEGS describe one image, got {images.shape[0]} images and {masks.shape[0]} "
-                                       "masks: pick one with Image From Batch", parameter="image")
+                raise InvalidParameter(
+                    f"SEGS describe one image, got {images.shape[0]} images and {masks.shape[0]} "
+                    "masks: pick one with Image From Batch",
+                    parameter="image",
+                )
             if tuple(masks.shape[1:]) != tuple(images.shape[1:3]):
                 raise InvalidParameter("the mask is not the image's size: make it from this image", parameter="mask")
             found = detections[0] if detections else None
@@ -66,10 +79,16 @@ class FromSegs(io.ComfyNode):
             "detections, for Select Regions, Mask Margin Crop and the one-batch detailer loop.",
             inputs=[SegsType.Input("segs", tooltip="A SEGS value from an Impact-Pack node (or To SEGS).")],
             outputs=[
-                io.Mask.Output("mask", tooltip="Every SEG's cropped mask pasted at its crop region, at the image's "
-                               "size (where two overlap, the larger value)."),
-                DetectionsType.Output("detections", tooltip="One detection per SEG: its bbox, confidence, label and "
-                                      "shape; connect to Mask Margin Crop or Select Regions."),
+                io.Mask.Output(
+                    "mask",
+                    tooltip="Every SEG's cropped mask pasted at its crop region, at the image's "
+                    "size (where two overlap, the larger value).",
+                ),
+                DetectionsType.Output(
+                    "detections",
+                    tooltip="One detection per SEG: its bbox, confidence, label and "
+                    "shape; connect to Mask Margin Crop or Select Regions.",
+                ),
             ],
         )
 

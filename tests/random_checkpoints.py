@@ -106,8 +106,18 @@ def build_sd15(path: Path, seed: int = SEED) -> dict[str, int]:
     config = comfy.supported_models.SD15(dict(SD15_UNET, dtype=torch.float32))
     model = config.get_model({})
     clip = comfy.sd1_clip.SD1ClipModel(device="cpu", dtype=torch.float32)
-    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
-                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    ddconfig = {
+        "double_z": True,
+        "z_channels": 4,
+        "resolution": 256,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": 128,
+        "ch_mult": [1, 2, 4, 4],
+        "num_res_blocks": 2,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
     vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=ddconfig, embed_dim=4)
     counts = {
         "unet": initialise(model.diffusion_model, seed),

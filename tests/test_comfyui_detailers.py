@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from detailer_fixtures import checkpoints, video_file  # noqa: F401  (checkpoints: a fixture)
 from PIL import Image
 from skimage import data
-
-from detailer_fixtures import checkpoints, video_file  # noqa: F401  (checkpoints: a fixture)
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui
@@ -25,8 +24,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
 WORKFLOWS = sorted(EXAMPLES.glob("*.json"))
 WORKING = 256
 STEPS = 3
-SDXL_SKIP = ("no SDXL-detected random checkpoint is built: a UNet with SDXL's real depths costs more CI time "
-             "than the 60-minute budget leaves (see tests/README.md)")
+SDXL_SKIP = (
+    "no SDXL-detected random checkpoint is built: a UNet with SDXL's real depths costs more CI time "
+    "than the 60-minute budget leaves (see tests/README.md)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,10 @@ def prepared(workflow: dict, info: dict) -> tuple[dict, dict[str, str]]:
     graph["9001"] = {"class_type": "SaveImage", "inputs": {"images": crop["image"], "filename_prefix": "t_in"}}
     graph["9002"] = {"class_type": "MaskToImage", "inputs": {"mask": crop["mask"]}}
     graph["9003"] = {"class_type": "SaveImage", "inputs": {"images": ["9002", 0], "filename_prefix": "t_mask"}}
-    graph["9004"] = {"class_type": "SaveImage", "inputs": {"images": [kinds["MaskMarginStitch"], 0],
-                                                           "filename_prefix": "t_out"}}
+    graph["9004"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": [kinds["MaskMarginStitch"], 0], "filename_prefix": "t_out"},
+    }
     return graph, {"in": "9001", "mask": "9003", "out": "9004"}
 
 
@@ -98,23 +101,68 @@ def region_prompt_graph(prompts: str) -> dict:
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "group.png"}},
         "2": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": "mediapipe_face_full"}},
-        "3": {"class_type": "MaskMarginImageMask", "inputs": {"image": ["1", 0], "detector": ["2", 0],
-              "confidence": 0.25, "max_detections": 10, "mask_padding": 6, "mask_blur": 6}},
-        "4": {"class_type": "MaskMarginSelectRegions", "inputs": {"image": ["1", 0], "mask": ["3", 0],
-              "detections": ["3", 1], "order": "top to bottom", "keep_index": "0,1", "keep_labels": "",
-              "min_size": 0.0, "max_size": 0.0, "size_unit": "px"}},
-        "5": {"class_type": "MaskMarginCrop", "inputs": {"image": ["1", 0], "mask": ["4", 0], "detections": ["4", 1],
-              "mask_margin": 16, "working_size": "custom", "custom_width": WORKING, "custom_height": WORKING,
-              "min_region_size": 8, "merge_overlapping": False}},
+        "3": {
+            "class_type": "MaskMarginImageMask",
+            "inputs": {
+                "image": ["1", 0],
+                "detector": ["2", 0],
+                "confidence": 0.25,
+                "max_detections": 10,
+                "mask_padding": 6,
+                "mask_blur": 6,
+            },
+        },
+        "4": {
+            "class_type": "MaskMarginSelectRegions",
+            "inputs": {
+                "image": ["1", 0],
+                "mask": ["3", 0],
+                "detections": ["3", 1],
+                "order": "top to bottom",
+                "keep_index": "0,1",
+                "keep_labels": "",
+                "min_size": 0.0,
+                "max_size": 0.0,
+                "size_unit": "px",
+            },
+        },
+        "5": {
+            "class_type": "MaskMarginCrop",
+            "inputs": {
+                "image": ["1", 0],
+                "mask": ["4", 0],
+                "detections": ["4", 1],
+                "mask_margin": 16,
+                "working_size": "custom",
+                "custom_width": WORKING,
+                "custom_height": WORKING,
+                "min_region_size": 8,
+                "merge_overlapping": False,
+            },
+        },
         "6": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
-        "7": {"class_type": "MaskMarginRegionPrompts", "inputs": {"clip": ["6", 1], "stitch": ["5", 2],
-              "prompts": prompts, "default": "a face"}},
+        "7": {
+            "class_type": "MaskMarginRegionPrompts",
+            "inputs": {"clip": ["6", 1], "stitch": ["5", 2], "prompts": prompts, "default": "a face"},
+        },
         "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["6", 1], "text": "blurry"}},
         "9": {"class_type": "VAEEncode", "inputs": {"pixels": ["5", 0], "vae": ["6", 2]}},
         "10": {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["9", 0], "mask": ["5", 1]}},
-        "11": {"class_type": "KSampler", "inputs": {"model": ["6", 0], "positive": ["7", 0], "negative": ["8", 0],
-               "latent_image": ["10", 0], "seed": 7, "steps": STEPS, "cfg": 6.0, "sampler_name": "euler",
-               "scheduler": "normal", "denoise": 0.6}},
+        "11": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["6", 0],
+                "positive": ["7", 0],
+                "negative": ["8", 0],
+                "latent_image": ["10", 0],
+                "seed": 7,
+                "steps": STEPS,
+                "cfg": 6.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 0.6,
+            },
+        },
         "12": {"class_type": "VAEDecode", "inputs": {"samples": ["11", 0], "vae": ["6", 2]}},
         "13": {"class_type": "SaveImage", "inputs": {"images": ["12", 0], "filename_prefix": "t_region_crops"}},
         "14": {"class_type": "MaskMarginStitch", "inputs": {"stitch": ["7", 1], "image": ["12", 0]}},
@@ -141,19 +189,40 @@ def test_segs_round_trip_gives_the_same_crops(comfy, inputs):
     base = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
         "2": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": "mediapipe_face_full"}},
-        "3": {"class_type": "MaskMarginImageMask", "inputs": {"image": ["1", 0], "detector": ["2", 0],
-              "confidence": 0.25, "max_detections": 4, "mask_padding": 6, "mask_blur": 6}},
-        "4": {"class_type": "MaskMarginToSEGS", "inputs": {"image": ["1", 0], "mask": ["3", 0], "detections": ["3", 1],
-              "crop_factor": 2.0}},
+        "3": {
+            "class_type": "MaskMarginImageMask",
+            "inputs": {
+                "image": ["1", 0],
+                "detector": ["2", 0],
+                "confidence": 0.25,
+                "max_detections": 4,
+                "mask_padding": 6,
+                "mask_blur": 6,
+            },
+        },
+        "4": {
+            "class_type": "MaskMarginToSEGS",
+            "inputs": {"image": ["1", 0], "mask": ["3", 0], "detections": ["3", 1], "crop_factor": 2.0},
+        },
         "5": {"class_type": "MaskMarginFromSEGS", "inputs": {"segs": ["4", 0]}},
     }
-    crop = {"mask_margin": 16, "working_size": "custom", "custom_width": 128, "custom_height": 128,
-            "min_region_size": 8, "merge_overlapping": False}
+    crop = {
+        "mask_margin": 16,
+        "working_size": "custom",
+        "custom_width": 128,
+        "custom_height": 128,
+        "min_region_size": 8,
+        "merge_overlapping": False,
+    }
     graph = dict(base)
-    graph["6"] = {"class_type": "MaskMarginCrop", "inputs": {"image": ["1", 0], "mask": ["5", 0],
-                                                             "detections": ["5", 1], **crop}}
-    graph["7"] = {"class_type": "MaskMarginCrop", "inputs": {"image": ["1", 0], "mask": ["3", 0],
-                                                             "detections": ["3", 1], **crop}}
+    graph["6"] = {
+        "class_type": "MaskMarginCrop",
+        "inputs": {"image": ["1", 0], "mask": ["5", 0], "detections": ["5", 1], **crop},
+    }
+    graph["7"] = {
+        "class_type": "MaskMarginCrop",
+        "inputs": {"image": ["1", 0], "mask": ["3", 0], "detections": ["3", 1], **crop},
+    }
     graph["8"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "t_segs"}}
     graph["9"] = {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "t_direct"}}
     history = comfy.run(graph)

@@ -29,16 +29,19 @@ def boxes(found: ImageDetections) -> list[tuple[float, ...]]:
     return [d.box for d in found.detections]
 
 
-@pytest.mark.parametrize(("order", "expected"), [
-    ("detection order", [0, 1, 2]),
-    ("left to right", [1, 2, 0]),
-    ("right to left", [0, 2, 1]),
-    ("top to bottom", [0, 1, 2]),
-    ("bottom to top", [2, 1, 0]),
-    ("largest first", [1, 2, 0]),
-    ("smallest first", [0, 2, 1]),
-    ("most confident first", [0, 2, 1]),
-])
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("detection order", [0, 1, 2]),
+        ("left to right", [1, 2, 0]),
+        ("right to left", [0, 2, 1]),
+        ("top to bottom", [0, 1, 2]),
+        ("bottom to top", [2, 1, 0]),
+        ("largest first", [1, 2, 0]),
+        ("smallest first", [0, 2, 1]),
+        ("most confident first", [0, 2, 1]),
+    ],
+)
 def test_orders(order, expected):
     masks, dets = scene()
     out, chosen = select_regions(masks, dets, RegionSelection(order=order))
@@ -67,8 +70,9 @@ def test_keep_by_index_label_and_size_drops_the_pixels_of_the_others():
 def test_crops_follow_the_chosen_order_and_an_image_with_nothing_left_passes_through():
     masks, dets = scene(2)
     images = torch.rand(2, H, W, 3)
-    out, chosen = select_regions(masks, dets, RegionSelection(order="largest first", keep_index="0",
-                                                              keep_labels="face"))
+    out, chosen = select_regions(
+        masks, dets, RegionSelection(order="largest first", keep_index="0", keep_labels="face")
+    )
     result = mask_margin_crop(images, out, CropSettings(64, 64, 4, 0), chosen)
     assert [c.image for c in result.plan] == [0, 1]
     assert all(c.region.box == (8, 8, 72, 72) for c in result.plan), "the largest face of each image"
@@ -81,7 +85,7 @@ def test_crops_follow_the_chosen_order_and_an_image_with_nothing_left_passes_thr
 
 def test_without_detections_each_part_of_the_mask_is_a_region():
     masks, _ = scene()
-    out, chosen = select_regions(masks, None, RegionSelection(order="right to left", keep_index="0:2"))
+    _, chosen = select_regions(masks, None, RegionSelection(order="right to left", keep_index="0:2"))
     assert [d.label for d in chosen[0].detections] == ["mask", "mask"]
     assert chosen[0].detections[0].box[0] == 148, "the rightmost part first (its fade band included)"
 

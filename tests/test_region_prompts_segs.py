@@ -31,7 +31,11 @@ def test_one_line_per_region_then_the_default():
 def test_label_rules():
     labels = ["face", "hand (left)", "face", "person"]
     assert texts("face: smiling\nhand: five fingers\nperson: -", labels, "d") == [
-        "smiling", "five fingers", "smiling", None]
+        "smiling",
+        "five fingers",
+        "smiling",
+        None,
+    ]
     assert texts("first\nface: smiling", labels, "d") == ["first", "d", "smiling", "d"], "a line beats a label rule"
     assert texts("a photo: of me", labels) == ["a photo: of me", "", "", ""], "not a label: a plain line"
     summary = describe(assign_prompts("x\nhand: y", labels, "-"))
@@ -66,8 +70,15 @@ def test_to_segs_has_impacts_fields_and_values():
     shape, items = to_segs(image, mask, found, crop_factor=2.0)
     assert shape == (100, 160) and len(items) == 2
     face, orphan = items
-    assert SEG._fields == ("cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label",
-                           "control_net_wrapper")
+    assert SEG._fields == (
+        "cropped_image",
+        "cropped_mask",
+        "confidence",
+        "crop_region",
+        "bbox",
+        "label",
+        "control_net_wrapper",
+    )
     assert face.bbox == [20, 20, 50, 50] and face.crop_region == [5, 5, 65, 65]
     assert face.label == "face" and face.confidence == pytest.approx(0.8) and face.control_net_wrapper is None
     assert isinstance(face.cropped_mask, np.ndarray) and face.cropped_mask.dtype == np.float32
