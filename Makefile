@@ -11,7 +11,7 @@ MASKMARGIN_CACHE ?= $(HOME)/.cache/maskmargin
 COMFYUI_CACHE := $(MASKMARGIN_CACHE)/ComfyUI-0.8.0
 COMFY_STAMP := $(VENV)/.comfyui-installed
 
-.PHONY: demo test venv comfyui browser-tools bench bench-detailer eval clean
+.PHONY: demo test lint venv comfyui browser-tools bench bench-detailer eval clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	# the engine itself, editable: `maskmargin ...` and `python -m maskmargin` work from any folder
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,12 +47,17 @@ browser-tools:
 	@test -f tests/browser/node_modules/playwright-core/package.json || npm --prefix tests/browser ci --silent \
 		|| echo "browser-tools: npm ci failed (the browser tests will skip)"
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
 ifeq ($(strip $(COMFYUI_DIR)),)
-test: $(COMFY_STAMP) browser-tools
-	COMFYUI_DIR=$(COMFYUI_CACHE) MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q
+test: lint $(COMFY_STAMP) browser-tools
+	COMFYUI_DIR=$(COMFYUI_CACHE) MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q -rs
 else
-test: $(STAMP) browser-tools
-	MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q
+test: lint browser-tools
+	MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q -rs
 endif
 
 bench: $(STAMP)

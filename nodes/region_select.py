@@ -11,7 +11,8 @@ from ..maskmargin.images import check_image_batch, to_uint8_rgb
 from ..maskmargin.preview import draw_numbers, thumbnails
 from ..maskmargin.region_order import ORDERS, SIZE_UNITS, RegionSelection, select_regions
 from . import comfy_env
-from .image_mask import THUMBNAIL_SIDE, DetectionsType, user_error
+from .image_mask import THUMBNAIL_SIDE
+from .types import DetectionsType, user_error
 
 
 class SelectRegions(io.ComfyNode):

@@ -9,7 +9,7 @@ from ..maskmargin.errors import InvalidParameter, MaskMarginError
 from ..maskmargin.images import check_image_batch
 from ..maskmargin.segs import Segs, from_segs, to_segs
 from . import comfy_env
-from .image_mask import DetectionsType, user_error
+from .types import DetectionsType, user_error
 
 SegsType = io.Custom("SEGS")  # Impact-Pack's type name: its nodes connect to these sockets
 

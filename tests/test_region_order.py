@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskmargin.crop import CropSettings, mask_margin_crop
+from maskmargin.crop import mask_margin_crop
 from maskmargin.detection import Detection, ImageDetections
 from maskmargin.errors import InvalidParameter
+from maskmargin.settings import CropSettings
 from maskmargin.region_order import RegionSelection, parse_indices, select_regions
 from maskmargin.stitch import inpaint_stitch
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from maskmargin.crop import CropSettings, mask_margin_crop
+from maskmargin.crop import mask_margin_crop
 from maskmargin.detection import Detection, ImageDetections
 from maskmargin.errors import InvalidParameter
 from maskmargin.region_prompts import assign_prompts, describe
 from maskmargin.segs import SEG, crop_region, from_segs, to_segs
+from maskmargin.settings import CropSettings
 from maskmargin.stitch import inpaint_stitch
 
 

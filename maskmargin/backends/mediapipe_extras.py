@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bounds import tight_bounds
 from ..detection import Detection
 from ..errors import BackendBroken
 from ..registry import ModelSpec
@@ -29,8 +30,11 @@ def build(spec: ModelSpec) -> Detector:
 class HandDetector(Detector):
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._graphs = mps.GraphPool(lambda confidence: mps.solutions().hands.Hands(
-            static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence))
+        self._graphs = mps.GraphPool(
+            lambda confidence: mps.solutions().hands.Hands(
+                static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence
+            )
+        )
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         h, w = image.shape[:2]
@@ -55,8 +59,9 @@ class SelfiePersonDetector(Detector):
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._graphs = mps.GraphPool(lambda _: mps.solutions().selfie_segmentation.SelfieSegmentation(
-            model_selection=0))
+        self._graphs = mps.GraphPool(
+            lambda _: mps.solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
+        )
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         with self._graphs.graph() as graph:
@@ -64,14 +69,17 @@ class SelfiePersonDetector(Detector):
         if prob is None:
             return []
         on = prob > 0.5
-        rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
-        if len(rows) == 0:
+        rect = tight_bounds(on)
+        if rect is None:
             return []
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        x0, y0, x1, y1 = rect
         local = on[y0:y1, x0:x1]
         score = float(prob[y0:y1, x0:x1][local].mean())
-        return [Detection((float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local,
-                          mask_box=(x0, y0, x1, y1))]
+        return [
+            Detection(
+                (float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local, mask_box=(x0, y0, x1, y1)
+            )
+        ]
 
     def close(self) -> None:
         self._graphs.close()

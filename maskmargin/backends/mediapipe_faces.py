@@ -14,10 +14,14 @@ from .base import Detector
 
 # Tasks API file names: ours first, then the names the 0.10.21 wheel uses.
 _TASK_FILES = {
-    "full": (("face_detection_full_range.tflite", "face_detection_full_range_sparse.tflite"),
-             "modules/face_detection/face_detection_full_range_sparse.tflite"),
-    "short": (("face_detection_short_range.tflite", "blaze_face_short_range.tflite"),
-              "modules/face_detection/face_detection_short_range.tflite"),
+    "full": (
+        ("face_detection_full_range.tflite", "face_detection_full_range_sparse.tflite"),
+        "modules/face_detection/face_detection_full_range_sparse.tflite",
+    ),
+    "short": (
+        ("face_detection_short_range.tflite", "blaze_face_short_range.tflite"),
+        "modules/face_detection/face_detection_short_range.tflite",
+    ),
 }
 
 
@@ -33,7 +37,7 @@ class FaceDetector(Detector):
             names, bundled = _TASK_FILES[self.variant]
             self._model_path = mps.model_file(names, model_folders, bundled)
         # keyed by confidence (fixed when a graph is made); shared with every detector of the same graphs
-        self._graphs = mps.shared_pool(("face", self.variant, self._model_path), self._make_graph)
+        self._graphs = mps.shared_pool(("face", self.variant, self._model_path), self._make_graph)  # type: ignore[arg-type]
 
     @property
     def api(self) -> str:
@@ -42,8 +46,9 @@ class FaceDetector(Detector):
     def _make_graph(self, confidence: float):
         if self._solutions:
             fd = mps.solutions().face_detection
-            return fd.FaceDetection(model_selection=1 if self.variant == "full" else 0,
-                                    min_detection_confidence=confidence)
+            return fd.FaceDetection(
+                model_selection=1 if self.variant == "full" else 0, min_detection_confidence=confidence
+            )
         mps.import_mediapipe()  # a clear error before the submodule import below
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -67,7 +72,8 @@ class FaceDetector(Detector):
                 result = graph.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
             except RuntimeError as exc:
                 raise BackendBroken(
-                    f"the mediapipe Tasks API could not run {self._model_path.name} ({str(exc).splitlines()[0]}). "
+                    f"the mediapipe Tasks API could not run {getattr(self._model_path, 'name', self.variant)} "
+                    f"({str(exc).splitlines()[0]}). "
                     f"mediapipe 0.10.21's Tasks face detector runs the short-range model only: use "
                     f"mediapipe_face_short, or the mp.solutions API (unset MASKMARGIN_MEDIAPIPE_API)."
                 ) from exc

@@ -24,11 +24,17 @@ CROP_SIZE = 256  # pixels fed to the mesh; upsamples small faces
 CROP_SCALES = (1.7, 2.5)  # crop side as a multiple of the face box's larger side, tried in order
 
 
+def _face_full() -> ModelSpec:
+    spec = find_model("mediapipe_face_full")
+    assert spec is not None  # a registry entry
+    return spec
+
+
 class MeshDetector(Detector):
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = ()):
         super().__init__(spec)
         self.shapes = shapes_for(spec.option or "face")
-        self.faces = FaceDetector(find_model("mediapipe_face_full"), model_folders)
+        self.faces = FaceDetector(_face_full(), model_folders)
         solutions = mps.use_solutions()
         task_file = None if solutions else mps.model_file(("face_landmarker.task",), model_folders)
         self._meshes = mps.shared_pool(("mesh", task_file), lambda _: _make_mesh(task_file))
@@ -43,7 +49,7 @@ class MeshDetector(Detector):
             points = self._landmarks(image, face, keypoints)
             if points is not None:
                 polygons = [outline(shape, points) for shape in self.shapes]
-                label = self.spec.option
+                label = self.spec.option or "face"
             else:
                 polygons = keypoint_estimate(self.spec.option or "face", face, keypoints)
                 label = f"{self.spec.option} (estimated)"
@@ -89,8 +95,7 @@ def _turned_crop(image: np.ndarray, centre: np.ndarray, side: float, angle: floa
     s = side / CROP_SIZE
     cos, sin = np.cos(angle) * s, np.sin(angle) * s
     half = CROP_SIZE / 2
-    to_image = np.array([[cos, -sin, centre[0] - (cos - sin) * half],
-                         [sin, cos, centre[1] - (sin + cos) * half]])
+    to_image = np.array([[cos, -sin, centre[0] - (cos - sin) * half], [sin, cos, centre[1] - (sin + cos) * half]])
     # One bilinear resampling by OpenCV (7x faster than PIL's transform, which also copied the whole image
     # per face). It maps crop pixels to image pixels with pixel centres at whole numbers, `to_image` with
     # centres at +0.5: the same map, shifted.
@@ -98,8 +103,14 @@ def _turned_crop(image: np.ndarray, centre: np.ndarray, side: float, angle: floa
 
     centred = to_image.copy()
     centred[:, 2] += to_image[:, :2] @ np.array([0.5, 0.5]) - 0.5
-    out = cv2.warpAffine(np.ascontiguousarray(image), centred, (CROP_SIZE, CROP_SIZE),
-                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = cv2.warpAffine(  # type: ignore[call-overload]  # OpenCV's stubs miss the int border value
+        np.ascontiguousarray(image),
+        centred,
+        (CROP_SIZE, CROP_SIZE),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     return out, to_image
 
 

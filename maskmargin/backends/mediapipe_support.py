@@ -58,7 +58,7 @@ def solutions() -> ModuleType:
 def bundled_file(relative: str) -> Path | None:
     """A model file inside the installed mediapipe wheel (0.10.21 ships several), if present."""
     mp = import_mediapipe()
-    path = Path(mp.__file__).parent / relative
+    path = Path(str(mp.__file__)).parent / relative
     return path if path.is_file() else None
 
 
