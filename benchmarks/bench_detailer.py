@@ -52,9 +52,9 @@ def faces_image(n: int):
     return torch.from_numpy(canvas).float().div(255)[None]
 
 
-def timed(fn):
+def timed(fn, *args):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - start
 
 
@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     comfy_ready()
 
     import comfy.sd
-    import nodes
     import torch
     from detailer_fixtures import random_sd15_path
 
+    import nodes
     from maskmargin.crop import mask_margin_crop
     from maskmargin.loader import load_detector
     from maskmargin.pipeline import image_mask
@@ -85,19 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = CropSettings(args.size, args.size, 32, 8)
 
     def sample(latent: dict) -> dict:
-        return nodes.common_ksampler(model, 7, args.steps, 6.0, "euler", "normal", positive, negative, latent,
-                                     denoise=0.5)[0]
+        return nodes.common_ksampler(
+            model, 7, args.steps, 6.0, "euler", "normal", positive, negative, latent, denoise=0.5
+        )[0]
 
     def encode(pixels, mask):
         return nodes.SetLatentNoiseMask().set_mask(nodes.VAEEncode().encode(vae, pixels)[0], mask)[0]
 
     # warm-up: first calls load the models and build kernels
-    warm = mask_margin_crop(faces_image(1), image_mask(detector, faces_image(1), MaskSettings(0.25, 20, 8, 8)).masks,
-                            settings)
+    warm = mask_margin_crop(
+        faces_image(1), image_mask(detector, faces_image(1), MaskSettings(0.25, 20, 8, 8)).masks, settings
+    )
     vae.decode(sample(encode(warm.crops, warm.crop_masks))["samples"])
 
-    print(f"random SD1.5, {args.size} px crops, {args.steps} steps, euler, CPU threads {torch.get_num_threads()}; "
-          f"seconds (median of {args.repeat})")
+    print(
+        f"random SD1.5, {args.size} px crops, {args.steps} steps, euler, CPU threads {torch.get_num_threads()}; "
+        f"seconds (median of {args.repeat})"
+    )
     header = ("faces", "mode", "detect", "crop", "encode", "sampler", "decode", "stitch", "total")
     print(" | ".join(f"{h:>8}" for h in header))
     ratios = []
@@ -105,25 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         image = faces_image(n)
         rows: dict[str, list[list[float]]] = {"batch": [], "per face": []}
         for _ in range(args.repeat):
-            found, t_detect = timed(lambda: image_mask(detector, image, MaskSettings(0.25, 20, 8, 8)))
-            crop, t_crop = timed(lambda: mask_margin_crop(image, found.masks, settings, found.detections))
+            found, t_detect = timed(image_mask, detector, image, MaskSettings(0.25, 20, 8, 8))
+            crop, t_crop = timed(mask_margin_crop, image, found.masks, settings, found.detections)
             assert len(crop.plan) == n, f"found {len(crop.plan)} faces, placed {n}"
-            latent, t_enc = timed(lambda: encode(crop.crops, crop.crop_masks))
-            sampled, t_samp = timed(lambda: sample(latent))
-            decoded, t_dec = timed(lambda: vae.decode(sampled["samples"]))
-            _, t_stitch = timed(lambda: inpaint_stitch(crop, decoded))
+            latent, t_enc = timed(encode, crop.crops, crop.crop_masks)
+            sampled, t_samp = timed(sample, latent)
+            decoded, t_dec = timed(vae.decode, sampled["samples"])
+            _, t_stitch = timed(inpaint_stitch, crop, decoded)
             rows["batch"].append([t_detect, t_crop, t_enc, t_samp, t_dec, t_stitch])
             t_enc1 = t_samp1 = t_dec1 = 0.0
             outs = []
             for i in range(n):
-                lat, t = timed(lambda: encode(crop.crops[i : i + 1], crop.crop_masks[i : i + 1]))
+                lat, t = timed(encode, crop.crops[i : i + 1], crop.crop_masks[i : i + 1])
                 t_enc1 += t
-                smp, t = timed(lambda: sample(lat))
+                smp, t = timed(sample, lat)
                 t_samp1 += t
-                dec, t = timed(lambda: vae.decode(smp["samples"]))
+                dec, t = timed(vae.decode, smp["samples"])
                 t_dec1 += t
                 outs.append(dec)
-            _, t_stitch1 = timed(lambda: inpaint_stitch(crop, torch.cat(outs)))
+            _, t_stitch1 = timed(inpaint_stitch, crop, torch.cat(outs))
             rows["per face"].append([t_detect, t_crop, t_enc1, t_samp1, t_dec1, t_stitch1])
         medians = {mode: [statistics.median(col) for col in zip(*runs)] for mode, runs in rows.items()}
         for mode, cols in medians.items():

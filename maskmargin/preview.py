@@ -143,7 +143,8 @@ def draw_numbers(images: torch.Tensor, texts: list[str], positions: list[tuple[i
         y = max(0, min(y, h - th - base - 4))
         canvas = np.ascontiguousarray(array[i]) if not array[i].flags.c_contiguous else array[i]
         cv2.rectangle(canvas, (x, y), (x + tw + 6, y + th + base + 4), (20, 20, 20), -1)
-        cv2.putText(canvas, text, (x + 3, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick,
-                    cv2.LINE_AA)
+        cv2.putText(
+            canvas, text, (x + 3, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+        )
         if canvas is not array[i]:
             array[i] = canvas

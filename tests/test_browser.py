@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from detailer_fixtures import video_file
 from photos import ASTRONAUT
 from PIL import Image
-from detailer_fixtures import video_file
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui

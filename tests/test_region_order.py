@@ -8,8 +8,8 @@ import torch
 from maskmargin.crop import mask_margin_crop
 from maskmargin.detection import Detection, ImageDetections
 from maskmargin.errors import InvalidParameter
-from maskmargin.settings import CropSettings
 from maskmargin.region_order import RegionSelection, parse_indices, select_regions
+from maskmargin.settings import CropSettings
 from maskmargin.stitch import inpaint_stitch
 
 H, W = 120, 200
