@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 def comfy_ready() -> None:
     comfy_dir = os.environ.get("COMFYUI_DIR") or str(Path.home() / ".cache" / "maskmargin" / "ComfyUI-0.8.0")
     os.environ["COMFYUI_DIR"] = comfy_dir  # random_sd15_path builds the checkpoint with it
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the sampler's progress bars would bury the table
     sys.path.insert(0, comfy_dir)
     import comfy.cli_args
     import torch
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args(argv)
     comfy_ready()
+    import torch
 
+    with torch.inference_mode():  # as ComfyUI runs its nodes
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     import comfy.sd
     import torch
     from detailer_fixtures import random_sd15_path
