@@ -191,7 +191,7 @@ IMAGE_UPLOAD = _table(
 
 AUTHENTICATION = _table(
     TASK_TYPE,
-    Field("apiKey", "string", "the API key (or send 'Authorization: Bearer <key>')", REQUIRED),
+    Field("apiKey", "string", "the API key (required unless an 'Authorization: Bearer <key>' header has it)"),
     Field("taskUUID", "uuid", "echoed back when given"),
     Field("connectionSessionUUID", "uuid", "a WebSocket session to resume after a reconnect"),
 )
