@@ -257,6 +257,13 @@ class Service:
     def close(self) -> None:
         import asyncio
 
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        async def stop() -> None:
+            await self.server.stop()
+            for task in asyncio.all_tasks():  # connections still lingering over a refused body
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
+        self.loop.close()

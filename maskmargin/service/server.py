@@ -67,8 +67,9 @@ def json_response(status: int, payload: dict, headers: dict | None = None, close
     response = web.Response(
         status=status, body=json.dumps(payload).encode(), content_type="application/json", headers=headers
     )
-    if close:
+    if close:  # said in a header too: the client knows not to reuse the connection
         response.force_close()
+        response.headers["Connection"] = "close"
     return response
 
 
@@ -122,7 +123,8 @@ class ServiceProtocol(web_protocol.RequestHandler):
             log.error("error handling a request from %s", request.remote, exc_info=exc)
             code, text = "internalError", "the service failed on this request"
         else:
-            code, text = "badRequest", f"malformed HTTP request: {message or getattr(exc, 'message', '') or status}"
+            detail = (message or getattr(exc, "message", "") or str(status)).splitlines()[0].rstrip(": ")
+            code, text = "badRequest", f"malformed HTTP request: {detail}"
         return refusal(status, code, text)
 
 
