@@ -220,7 +220,13 @@ TaskHandler = Callable[[dict, TaskContext], dict]
 def run_task(task: dict, context: TaskContext) -> dict:
     """One imageMasking or imageUpload task's result (raises on failure)."""
     if task.get("taskType") == "imageMasking":
-        return run_masking(parse_masking_task(task), context)
+        parsed = parse_masking_task(task)
+        if parsed.webhook_url:  # a service posts results to webhooks (service/core.py); a local run prints them
+            raise InvalidParameter(
+                "webhookURL needs the service (python -m maskmargin serve); leave it out of local runs",
+                parameter="webhookURL",
+            )
+        return run_masking(parsed, context)
     return run_upload(task, context)
 
 
