@@ -280,6 +280,11 @@ def test_websocket_refusals_are_frames_in_the_api_shape(svc):
         assert json.loads(await ws.recv())["errors"][0]["message"] == "the request nests deeper than 32 levels"
         await ws.send("not json")
         assert json.loads(await ws.recv())["errors"][0]["code"] == "invalidJSON"
+        # a frame far over aiohttp's default 4 MiB, under the body limit: read and answered
+        big = {"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()), "model": MODEL}
+        await ws.send(json.dumps([big | {"inputImage": "data:image/png;base64," + "A" * (6 << 20)}]))
+        (error,) = json.loads(await ws.recv())["errors"]
+        assert error["taskUUID"] == big["taskUUID"] and error["parameter"] == "inputImage"
         await ws.close()
 
     asyncio.run(go())

@@ -365,3 +365,16 @@ def test_unknown_routes_and_models_answer_in_the_api_shape(service):
     assert "nose_mesh_mediapipe (runware:35@13)" in error["message"]
     (error,) = service.post([masking(colour="red")]).json()["errors"]
     assert error["parameter"] == "colour" and error["message"].startswith("unknown field 'colour' for imageMasking")
+
+
+def test_bounded_stores_forget_by_age_and_size():
+    from maskmargin.service.stores import BoundedStore
+
+    store = BoundedStore(max_bytes=10)
+    store.put("a", b"12345", ttl=0.05)
+    store.put("b", b"12345")
+    assert store.get("a") == b"12345"
+    time.sleep(0.1)
+    assert store.get("a") is None and store.get("b") == b"12345"
+    store.put("c", b"1234567")
+    assert store.get("b") is None and store.get("c") == b"1234567" and len(store) == 1

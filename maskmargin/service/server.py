@@ -158,7 +158,9 @@ class MaskingServer:
             self._dispatch,
             cfg,
             keepalive_timeout=max(cfg.idle_timeout, cfg.request_timeout + 1),
-            lingering_time=cfg.request_timeout,  # read (and drop) the rest of a refused body: no broken pipe
+            # read (and drop) the rest of a refused body, so its sender gets the answer (no broken pipe);
+            # shorter than the deadline, so the sweeper never answers a lingering connection twice
+            lingering_time=min(10.0, cfg.request_timeout / 2),
             access_log=None,
         )
         self._runner = web.ServerRunner(self.server, handle_signals=False)
