@@ -259,6 +259,16 @@ def test_websocket_authentication_ping_and_reconnect(svc):
             frames[1]["errors"][0]["taskUUID"] == bad["taskUUID"]
             and frames[1]["errors"][0]["parameter"] == "confidence"
         )
+        # async: an acknowledgement, then the result pushed when done (getResponse also has it)
+        later = task | {"taskUUID": str(uuid.uuid4()), "model": MODEL, "deliveryMethod": "async"}
+        await ws.send(json.dumps([later]))
+        frames = [json.loads(await ws.recv())["data"][0] for _ in range(2)]
+        assert sorted(f["status"] for f in frames) == ["processing", "success"]
+        assert all(f["taskUUID"] == later["taskUUID"] for f in frames)
+        (pushed,) = [f for f in frames if f["status"] == "success"]
+        await ws.send(json.dumps([{"taskType": "getResponse", "taskUUID": later["taskUUID"]}]))
+        polled = json.loads(await ws.recv())["data"][0]
+        assert polled == pushed and len(pushed["detections"]) == 1
         await ws.close()
 
     asyncio.run(go())

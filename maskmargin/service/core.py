@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,9 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
 class ServiceContext(TaskContext):
     """Task context of one request: shared stores, registry models only, safe URLs."""
 
-    def __init__(self, service: MaskingService, base_url: str):
+    def __init__(self, service: MaskingService, base_url: str, notify: Callable[[dict], None] | None = None):
         super().__init__()
+        self.notify = notify  # called with an async task's answer when it is done (a WebSocket pushes it)
         self.service = service
         self.images = service.images  # type: ignore[assignment]  # uploads outlive the request
         self.base_url = base_url
@@ -265,11 +267,17 @@ class MaskingService:
         return tasks, None
 
     def handle(
-        self, body: bytes | str, authorization: str | None, base_url: str, owner: str | None = None
+        self,
+        body: bytes | str,
+        authorization: str | None,
+        base_url: str,
+        owner: str | None = None,
+        notify: Callable[[dict], None] | None = None,
     ) -> tuple[int, dict, dict]:
         """(HTTP status, JSON answer, extra headers) for one request body (a REST POST or a WebSocket frame).
 
         `owner`: the caller's id when its key was already checked (a WebSocket session, a Bearer header).
+        `notify`: also called with each async task's answer once it is done.
         """
         tasks, refusal = self.parse(body)
         if refusal is not None:
@@ -294,7 +302,7 @@ class MaskingService:
             data.append(self.authentication_answer(auth_task))
         if not tasks:
             return 200, {"data": data}, {}
-        return self.run(tasks, ServiceContext(self, base_url), owner, data)
+        return self.run(tasks, ServiceContext(self, base_url, notify), owner, data)
 
     def run(self, tasks: list, context: ServiceContext, owner: str, data: list[dict]) -> tuple[int, dict, dict]:
         """Run authorized tasks; `data`: answers to put first (authentication)."""
@@ -307,7 +315,7 @@ class MaskingService:
             )
         try:
             handlers = {
-                "imageMasking": lambda task, ctx: self._masking(task, ctx, owner),
+                "imageMasking": lambda task, ctx: self._masking(task, context, owner),
                 "getResponse": lambda task, ctx: self._get_response(task, owner),
                 "ping": lambda task, ctx: self.pong(task),
             }
@@ -331,7 +339,7 @@ class MaskingService:
 
     # --- imageMasking: sync, async, webhook ---------------------------------------------------------
 
-    def _masking(self, task: dict, context: TaskContext, owner: str) -> dict:
+    def _masking(self, task: dict, context: ServiceContext, owner: str) -> dict:
         parsed = parse_masking_task(task)
         if parsed.webhook_url:  # refuse an unsafe webhook now, not after the work
             checked_address(parsed.webhook_url, self.config.url_policy, "webhookURL")
@@ -353,6 +361,8 @@ class MaskingService:
                 except Exception as exc:
                     answer = {"errors": [error_entry(exc, task)]}
             self.results.put(parsed.task_uuid, {"owner": owner, "taskType": "imageMasking", **answer})
+            if context.notify is not None:
+                context.notify(answer)
             if parsed.webhook_url:
                 self._post_webhook(parsed.webhook_url, answer)
 

@@ -336,6 +336,7 @@ class _Session:
         self.authorization = authorization
         self.owner: str | None = None
         self.lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
         self.work: set[asyncio.Task] = set()
 
     async def send(self, payload: dict) -> None:
@@ -408,7 +409,7 @@ class _Session:
                 await self.send({"errors": [error_dict("serviceBusy", "too many frames in flight; wait for answers")]})
                 continue
             if _light(text):  # pings, getResponse: answered now, whatever masking is running
-                await self.answer(self.service.handle(text, self.authorization, self.base_url, self.owner))
+                await self.answer(self.service.handle(text, self.authorization, self.base_url, self.owner, self.push))
                 continue
             task = asyncio.create_task(self.frame(text))
             self.work.add(task)
@@ -417,9 +418,23 @@ class _Session:
     async def frame(self, text: str) -> None:
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(
-            self.server.pool, self.service.handle, text, self.authorization, self.base_url, self.owner
+            self.server.pool, self.service.handle, text, self.authorization, self.base_url, self.owner, self.push
         )
         await self.answer(answer)
+
+    def push(self, payload: dict) -> None:
+        """An async task's answer, pushed as soon as it is done (from its worker thread)."""
+        loop = self.loop
+
+        def schedule() -> None:
+            task = asyncio.ensure_future(self.answer((200, payload, {})))
+            self.work.add(task)
+            task.add_done_callback(self.work.discard)
+
+        try:
+            loop.call_soon_threadsafe(schedule)
+        except RuntimeError:  # the service stopped meanwhile: the result stays for getResponse
+            pass
 
     async def answer(self, answer: tuple[int, dict, dict]) -> None:
         """Each result and each error as a frame of its own, keyed by taskUUID (the authentication first)."""
