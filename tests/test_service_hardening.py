@@ -378,3 +378,33 @@ def test_bounded_stores_forget_by_age_and_size():
     assert store.get("a") is None and store.get("b") == b"12345"
     store.put("c", b"1234567")
     assert store.get("b") is None and store.get("c") == b"1234567" and len(store) == 1
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict, bytes]:
+    """One whole answer from a socket (headers and Content-Length bytes), without waiting for a close."""
+    raw = b""
+    while True:
+        head, sep, body = raw.partition(b"\r\n\r\n")
+        if sep and len(body) >= int(parse_answer(raw)[1].get("content-length", 0)):
+            return parse_answer(raw)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return parse_answer(raw)
+        raw += chunk
+
+
+def test_expect_100_continue_is_answered_and_a_refusal_comes_before_the_body(service):
+    body = json.dumps([masking()]).encode()
+    head = post_head(str(len(body)), f"Authorization: Bearer {SERVICE_KEY}\r\nExpect: 100-continue\r\n")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=20) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        status, _, answer = read_answer(sock)
+    assert status == 200 and len(json.loads(answer)["data"][0]["detections"]) == 1
+    wrong = post_head(str(len(body)), "Authorization: Bearer nope\r\nExpect: 100-continue\r\n")
+    with socket.create_connection(("127.0.0.1", service.port), timeout=20) as sock:
+        sock.sendall(wrong)  # no body follows: the client waits for 100 Continue, which never comes
+        status, headers, answer = read_answer(sock)
+    assert status == 401 and json.loads(answer)["errors"][0]["code"] == "invalidApiKey"
+    assert headers["connection"] == "close"
