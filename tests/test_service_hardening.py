@@ -104,6 +104,8 @@ def test_nested_json_is_refused_not_a_crash(service):
         assert response.status_code == 400
         assert response.json()["errors"][0]["code"] == "invalidJSON"
         assert response.json()["errors"][0]["message"] == "the request nests deeper than 32 levels"
+    keyless = service.post(b"[" * 200_000, key=None)  # the key's prefix is parsed first: nested there too
+    assert keyless.status_code == 401 and keyless.json()["errors"][0]["code"] == "missingApiKey"
     assert service.post([masking()]).status_code == 200, "the service is still up"
 
 

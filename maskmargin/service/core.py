@@ -229,7 +229,7 @@ class MaskingService:
             if not text.startswith("["):
                 return None
             first, _ = json.JSONDecoder().raw_decode(text[1:].lstrip())
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if isinstance(first, dict) and first.get("taskType") == "authentication":
             return first
