@@ -42,7 +42,7 @@ MAX_UNAUTHENTICATED = 16  # WebSocket connections at once that have not sent the
 TIMEOUT: Any = "\x00timeout"  # receive()'s answer when no frame came in time (no frame is this text)
 
 
-def error_body(status: int, code: str, message: str, parameter: str | None = None) -> bytes:
+def error_body(code: str, message: str, parameter: str | None = None) -> bytes:
     return json.dumps({"errors": [error_dict(code, message, parameter)]}).encode()
 
 
@@ -58,7 +58,7 @@ def raw_answer(status: int, reason: str, body: bytes, extra: str = "") -> bytes:
 BUSY = raw_answer(
     503,
     "Service Unavailable",
-    error_body(503, "serviceBusy", "too many connections; retry shortly"),
+    error_body("serviceBusy", "too many connections; retry shortly"),
     "Retry-After: 1\r\n",
 )
 
@@ -105,9 +105,7 @@ class ServiceProtocol(web_protocol.RequestHandler):
         transport = self.transport
         if transport is not None:
             transport.write(
-                raw_answer(
-                    408, "Request Timeout", error_body(408, "requestTimeout", "the request took too long to arrive")
-                )
+                raw_answer(408, "Request Timeout", error_body("requestTimeout", "the request took too long to arrive"))
             )
             transport.close()
 
