@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -238,10 +237,9 @@ def test_websocket_authentication_ping_and_reconnect(svc):
         # a slow masking task in flight, then a ping: the pong comes first
         task = {"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()), "inputImage": URI, "model": "runware:35@8"}
         await ws.send(json.dumps([task | {"outputType": "base64Data"}]))
-        sent = time.monotonic()
         await ws.send(json.dumps([{"taskType": "ping", "ping": True}]))
         first = json.loads(await ws.recv())
-        assert first == {"data": [{"taskType": "ping", "pong": True}]} and time.monotonic() - sent < 1
+        assert first == {"data": [{"taskType": "ping", "pong": True}]}, "the pong does not wait for the mask"
         second = json.loads(await ws.recv())
         assert second["data"][0]["taskUUID"] == task["taskUUID"] and second["data"][0]["detections"]
         await ws.close()
