@@ -415,3 +415,30 @@ def test_expect_100_continue_is_answered_and_a_refusal_comes_before_the_body(ser
         status, headers, answer = read_answer(sock)
     assert status == 401 and json.loads(answer)["errors"][0]["code"] == "invalidApiKey"
     assert headers["connection"] == "close"
+
+
+def test_queued_async_tasks_are_bounded(tmp_path):
+    from maskmargin.service.core import MaskingService, ServiceConfig
+
+    core = MaskingService(ServiceConfig(api_key=SERVICE_KEY, max_concurrency=1, max_tasks=1, store_dir=tmp_path))
+    hold = threading.Event()
+    core.background.submit(hold.wait, 60)  # its one worker is busy: accepted async tasks queue
+    try:
+        first, second = masking(deliveryMethod="async"), masking(deliveryMethod="async")
+        status, answer, _ = core.handle(json.dumps([first]), f"Bearer {SERVICE_KEY}", "http://x")
+        assert status == 200 and answer["data"][0]["status"] == "processing"
+        status, answer, _ = core.handle(json.dumps([second]), f"Bearer {SERVICE_KEY}", "http://x")
+        (error,) = answer["errors"]
+        assert status == 400 and error["code"] == "serviceBusy" and error["taskUUID"] == second["taskUUID"]
+        hold.set()
+        poll = json.dumps([{"taskType": "getResponse", "taskUUID": first["taskUUID"]}])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            item = core.handle(poll, f"Bearer {SERVICE_KEY}", "http://x")[1]["data"][0]
+            if item["status"] == "success":
+                break
+            time.sleep(0.05)
+        assert item["status"] == "success" and len(item["detections"]) == 1
+    finally:
+        hold.set()
+        core.close()

@@ -174,6 +174,8 @@ class MaskingService:
         self.results = BoundedStore(config.result_store_bytes, config.result_keep_seconds, _result_size)
         self.slots = threading.BoundedSemaphore(config.max_concurrency)
         self.background = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="maskmargin-async")
+        self._pending = 0  # async tasks accepted and not started
+        self._pending_lock = threading.Lock()
 
     def close(self) -> None:
         self.background.shutdown(wait=False, cancel_futures=True)
@@ -352,9 +354,19 @@ class MaskingService:
             raise InvalidParameter(
                 f"taskUUID {parsed.task_uuid} is already in use; send each task with a new one", parameter="taskUUID"
             )
+        with self._pending_lock:  # queued async work holds its input: bounded, like every store
+            if self._pending >= self.config.max_concurrency * self.config.max_tasks:
+                raise MaskMarginError(
+                    "too many async tasks waiting; retry shortly or use deliveryMethod sync",
+                    parameter="deliveryMethod",
+                    code="serviceBusy",
+                )
+            self._pending += 1
         self.results.put(parsed.task_uuid, {"owner": owner, "taskType": "imageMasking"})
 
         def work() -> None:
+            with self._pending_lock:
+                self._pending -= 1
             with self.slots:
                 try:
                     answer: dict[str, list] = {"data": [run_masking(parsed, context) | {"status": "success"}]}
