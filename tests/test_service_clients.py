@@ -309,3 +309,26 @@ def test_comfyui_runware_node_fields_over_rest(svc):
     head = httpx.head(result["imageURL"])
     assert head.status_code == 200 and head.headers["content-length"] == str(len(got.content))
     assert httpx.get(svc.url.replace("/v1", "/health")).json() == {"status": "ok"}
+
+
+def test_websockets_waiting_to_authenticate_are_capped(svc):
+    """Each may send one frame up to the body limit before its key is known: at most 16 at once."""
+    from maskmargin.service.server import MAX_UNAUTHENTICATED
+
+    async def go() -> None:
+        waiting = [await websockets.connect(svc.ws_url) for _ in range(MAX_UNAUTHENTICATED)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(websockets.InvalidStatus) as err:
+            await websockets.connect(svc.ws_url)
+        assert err.value.response.status_code == 503
+        assert json.loads(err.value.response.body)["errors"][0]["code"] == "serviceBusy"
+        with_key = await websockets.connect(svc.ws_url, additional_headers={"Authorization": f"Bearer {SERVICE_KEY}"})
+        await with_key.send(json.dumps([{"taskType": "ping", "ping": True}]))
+        assert json.loads(await with_key.recv()) == {"data": [{"taskType": "ping", "pong": True}]}
+        for ws in [*waiting, with_key]:
+            await ws.close()
+        ws, answer = await ws_auth(svc)  # the slots are free again
+        assert answer["data"][0]["taskType"] == "authentication"
+        await ws.close()
+
+    asyncio.run(go())
