@@ -442,3 +442,18 @@ def test_queued_async_tasks_are_bounded(tmp_path):
     finally:
         hold.set()
         core.close()
+
+
+def test_uploaded_images_expire_by_age(tmp_path):
+    service = Service(api_key=SERVICE_KEY, store_dir=tmp_path, image_store_days=0.5 / 86400)  # half a second
+    try:
+        upload = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": SMALL_URI}
+        (answer,) = service.post([upload]).json()["data"]
+        assert service.post([masking(inputImage=answer["imageUUID"])]).status_code == 200
+        time.sleep(1.0)
+        (error,) = service.post([masking(inputImage=answer["imageUUID"])]).json()["errors"]
+        assert error["parameter"] == "inputImage" and "upload it first" in error["message"]
+        assert httpx.get(answer["imageURL"]).status_code == 404
+        assert not any(p.name.startswith(answer["imageUUID"]) for p in tmp_path.iterdir()), "the file is gone"
+    finally:
+        service.close()

@@ -97,7 +97,7 @@ class ImageStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.max_age = max_age
-        self.cache = BoundedStore(cache_bytes)
+        self.cache = BoundedStore(cache_bytes, max_age)  # pixels expire with their files
         self._lock = threading.Lock()
         self._files: OrderedDict[str, tuple[Path, int]] = OrderedDict()  # uuid -> (path, size), oldest first
         self._bytes = 0
