@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidParameter
+from .images import FORMATS
 
 REQUIRED = object()  # the default of a field a task must carry
 
@@ -121,7 +122,7 @@ TASK_UUID = Field("taskUUID", "uuid", "UUID v4 chosen by the client, unique per 
 
 MAX_DETECTIONS = 20
 MAX_PADDING = 1024  # beyond this a padding is a mistake, not a wish (and costs O(k) passes)
-OUTPUT_FORMATS = ("JPG", "PNG", "WEBP")  # images.FORMATS has the same keys (checked by a test)
+OUTPUT_FORMATS = tuple(FORMATS)  # JPG, PNG, WEBP: the format table's keys
 OUTPUT_TYPES = ("base64Data", "dataURI", "URL")
 DELIVERY_METHODS = ("sync", "async")
 
