@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import math
+import reprlib
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,13 +58,22 @@ class MaskingTask:
     upload_endpoint: str | None = None
 
 
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlist, _short.maxdict = 2, 60, 60, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: short, whatever its size or nesting."""
+    return _short.repr(value)
+
+
 def check_uuid(value: Any, parameter: str = "taskUUID") -> str:
     try:
         parsed = uuid.UUID(str(value))
     except (ValueError, AttributeError, TypeError):
         parsed = None
     if not isinstance(value, str) or parsed is None or parsed.version != 4:
-        raise InvalidParameter(f"{parameter} must be a UUID v4 string, got {value!r}", parameter=parameter)
+        raise InvalidParameter(f"{parameter} must be a UUID v4 string, got {shown(value)}", parameter=parameter)
     return value
 
 
@@ -77,8 +88,10 @@ def is_uuid(value: str) -> bool:
 def _check_fields(task: dict, allowed: set[str]) -> None:
     unknown = sorted(set(task) - allowed)
     if unknown:
+        kind = task.get("taskType")
         raise InvalidParameter(
-            f"unknown field {unknown[0]!r} for {task.get('taskType')}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field {shown(unknown[0])} for {kind if isinstance(kind, str) else shown(kind)}; "
+            f"allowed: {', '.join(sorted(allowed))}",
             parameter=unknown[0],
         )
 
@@ -93,7 +106,7 @@ def _required_str(task: dict, name: str) -> str:
 def _number(task: dict, name: str, default: float) -> float:
     value = task.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameter(f"{name} must be a number, got {value!r}", parameter=name)
+        raise InvalidParameter(f"{name} must be a number, got {shown(value)}", parameter=name)
     return float(value)
 
 
@@ -102,7 +115,7 @@ def _integer(task: dict, name: str, default: int) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameter(f"{name} must be an integer, got {value!r}", parameter=name)
+        raise InvalidParameter(f"{name} must be an integer, got {shown(value)}", parameter=name)
     return value
 
 
@@ -111,7 +124,7 @@ def _choice(task: dict, name: str, default: str, choices: tuple[str, ...]) -> st
     for choice in choices:
         if isinstance(value, str) and value.lower() == choice.lower():
             return choice
-    raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {value!r}", parameter=name)
+    raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {shown(value)}", parameter=name)
 
 
 def parse_masking_task(task: dict) -> MaskingTask:
@@ -120,7 +133,7 @@ def parse_masking_task(task: dict) -> MaskingTask:
     task_uuid = check_uuid(task.get("taskUUID"))
     include_cost = task.get("includeCost", False)
     if not isinstance(include_cost, bool):
-        raise InvalidParameter(f"includeCost must be true or false, got {include_cost!r}", parameter="includeCost")
+        raise InvalidParameter(f"includeCost must be true or false, got {shown(include_cost)}", parameter="includeCost")
     endpoint = task.get("uploadEndpoint")
     if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
         raise InvalidParameter("uploadEndpoint must be an http(s) URL", parameter="uploadEndpoint")
@@ -236,12 +249,13 @@ def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
 def error_dict(code: str, message: str, parameter: str | None = None, task: Any = None) -> dict[str, Any]:
     """One entry of an answer's "errors" array, in the API's shape."""
     task = task if isinstance(task, dict) else {}
+    echo = lambda name: task[name] if isinstance(task.get(name), str) else None  # noqa: E731  (never a structure)
     return {
         "code": code,
         "message": message,
         "parameter": parameter,
-        "taskType": task.get("taskType"),
-        "taskUUID": task.get("taskUUID"),
+        "taskType": echo("taskType"),
+        "taskUUID": echo("taskUUID"),
     }
 
 
@@ -256,30 +270,37 @@ def run_tasks(tasks: Any, context: TaskContext) -> dict[str, list]:
     """Run a request (a JSON array of tasks) in order; returns {"data": [...]} plus "errors" when any failed."""
     if not isinstance(tasks, list) or not tasks:
         raise InvalidParameter("the request must be a non-empty JSON array of tasks", parameter="tasks")
-    data, errors = [], []
+    out: dict[str, list] = {"data": []}
+    for kind, entry in iter_answers(tasks, context):
+        out.setdefault(kind, []).append(entry)
+    return out
+
+
+def iter_answers(tasks: Iterable[Any], context: TaskContext) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Run tasks in order, yielding ("data", result) or ("errors", error entry) as each one finishes.
+
+    Tasks are taken from `tasks` one at a time, so a stream of tasks runs in bounded memory."""
     seen: set[str] = set()
     for task in tasks:
         try:
-            if not isinstance(task, dict):
-                raise InvalidParameter("each task must be a JSON object", parameter="taskType")
-            task_uuid = task.get("taskUUID")
-            if isinstance(task_uuid, str) and task_uuid in seen:
-                raise InvalidParameter(f"taskUUID {task_uuid} is used twice in one request", parameter="taskUUID")
-            kind = task.get("taskType")
-            if kind == "imageMasking":
-                parsed = parse_masking_task(task)
-                seen.add(parsed.task_uuid)
-                data.append(run_masking(parsed, context))
-            elif kind == "imageUpload":
-                data.append(run_upload(task, context))
-                seen.add(task["taskUUID"])
-            else:
-                raise InvalidParameter(
-                    f"unsupported taskType {kind!r}; use imageMasking or imageUpload", parameter="taskType"
-                )
+            yield "data", _run_one(task, context, seen)
         except Exception as exc:  # every task gets an answer; one failure never hides the others
-            errors.append(error_entry(exc, task))
-    out: dict[str, list] = {"data": data}
-    if errors:
-        out["errors"] = errors
-    return out
+            yield "errors", error_entry(exc, task)
+
+
+def _run_one(task: Any, context: TaskContext, seen: set[str]) -> dict[str, Any]:
+    if not isinstance(task, dict):
+        raise InvalidParameter("each task must be a JSON object", parameter="taskType")
+    task_uuid = task.get("taskUUID")
+    if isinstance(task_uuid, str) and task_uuid in seen:
+        raise InvalidParameter(f"taskUUID {task_uuid} is used twice in one request", parameter="taskUUID")
+    kind = task.get("taskType")
+    if kind == "imageMasking":
+        parsed = parse_masking_task(task)
+        seen.add(parsed.task_uuid)
+        return run_masking(parsed, context)
+    if kind == "imageUpload":
+        result = run_upload(task, context)
+        seen.add(task["taskUUID"])
+        return result
+    raise InvalidParameter(f"unsupported taskType {shown(kind)}; use imageMasking or imageUpload", parameter="taskType")

@@ -29,6 +29,8 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
             f"for the whole crop batch of the Mask Margin Crop that made this stitch",
             parameter="image",
         )
+    if source.dtype != torch.float32:  # float16/float64 images, as Mask Margin Crop accepts: IMAGE out is float32
+        source = source.to(torch.float32)  # exact for float16; float64 rounds as any IMAGE would
     out = copy_of(source)  # a new tensor: images without a region (all of them, with a placeholder) pass through
     inpainted = rgb_tensor(inpainted)
 

@@ -146,7 +146,7 @@ def test_a_slow_answer_past_the_timeout_is_retried_then_reported():
         finally:
             release.set()
     assert len(api.requests) == 2
-    assert err.value.message.endswith("failed after 2 attempts: no answer within 0.3 s (MASKMARGIN_TIMEOUT)")
+    assert err.value.message.endswith("failed after 2 attempts: no complete answer within 0.3 s (MASKMARGIN_TIMEOUT)")
 
 
 def test_timeout_comes_from_maskmargin_timeout():

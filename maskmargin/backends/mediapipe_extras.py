@@ -16,6 +16,9 @@ from .base import Detector
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
 MAX_HANDS = 20
+# The palm detector's own threshold (its graph default). A hand's reported score is its handedness
+# score, which `confidence` is compared with: a higher palm threshold would drop hands reported above it.
+PALM_CONFIDENCE = 0.5
 
 
 def build(spec: ModelSpec) -> Detector:
@@ -38,7 +41,7 @@ class HandDetector(Detector):
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         h, w = image.shape[:2]
-        with self._graphs.graph(float(confidence)) as graph:
+        with self._graphs.graph(min(float(confidence), PALM_CONFIDENCE)) as graph:
             result = graph.process(np.ascontiguousarray(image))
         out = []
         for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
@@ -47,6 +50,8 @@ class HandDetector(Detector):
             m = HAND_MARGIN * max(x1 - x0, y1 - y0)
             box = (max(x0 - m, 0.0), max(y0 - m, 0.0), min(x1 + m, float(w)), min(y1 + m, float(h)))
             cls = handed.classification[0]
+            if cls.score < confidence:  # the score reported is the one `confidence` applies to
+                continue
             out.append(Detection(box, float(cls.score), f"hand ({cls.label.lower()})"))
         return out
 

@@ -53,7 +53,7 @@ class MeshDetector(Detector):
             else:
                 polygons = keypoint_estimate(self.spec.option or "face", face, keypoints)
                 label = f"{self.spec.option} (estimated)"
-            out.append(shape_detection(polygons, face.score, label, w, h))
+            out.append(shape_detection(polygons, face.score, label, w, h, part_of=face.box))
         return out
 
     def _landmarks(self, image: np.ndarray, face: Detection, keypoints: np.ndarray) -> np.ndarray | None:
