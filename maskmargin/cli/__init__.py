@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ..errors import MaskMarginError
 
@@ -112,26 +111,43 @@ def _dirs(models_dir: str | None) -> ModelDirs:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..api_tasks import run_tasks
-    from .local_context import LocalContext
+    """Tasks are read, run and answered one at a time: memory stays flat however many there are."""
+    from .stream import TasksFileError, count_tasks, spooled
 
-    try:
-        text = sys.stdin.read() if args.tasks == "-" else Path(args.tasks).read_text(encoding="utf-8")
-        tasks = json.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"error: cannot read {args.tasks}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except json.JSONDecodeError as exc:
-        print(f"error: {args.tasks} is not valid JSON: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not isinstance(tasks, list) or not tasks:
-        print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
-        return EXIT_USAGE
-    # relative file paths in a tasks file are the file's own: it runs the same from any folder
-    base_dir = Path.cwd() if args.tasks == "-" else Path(args.tasks).resolve().parent
+    name = "standard input" if args.tasks == "-" else args.tasks
     if args.remote and args.tiles:
         print("error: --tiles searches tiles with a local detector; leave it out with --remote", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        source = spooled(sys.stdin) if args.tasks == "-" else open(args.tasks, encoding="utf-8")  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with source:
+        try:  # the whole file is checked before any task runs: a broken file runs nothing
+            total = count_tasks(source, name)
+        except TasksFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if total == 0:
+            print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
+            return EXIT_USAGE
+        source.seek(0)
+        return _run_stream(args, source, name)
+
+
+def _run_stream(args: argparse.Namespace, source: IO[str], name: str) -> int:
+    from ..api_tasks import iter_answers
+    from .local_context import LocalContext
+    from .stream import AnswerWriter, iter_json_array
+
+    # relative file paths in a tasks file are the file's own: it runs the same from any folder
+    base_dir = Path.cwd() if args.tasks == "-" else Path(args.tasks).resolve().parent
+    tasks = iter_json_array(source, name)
+    context: LocalContext
     if args.remote:
         from ..remote.config import RemoteConfig
         from .remote_context import RemoteContext
@@ -141,17 +157,18 @@ def _run(args: argparse.Namespace) -> int:
         except MaskMarginError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
-        remote = RemoteContext(Path(args.output_dir), config, base_dir)
-        try:
-            remote.prefetch(tasks)
-            answer = run_tasks(tasks, remote)
-        finally:
-            remote.close()
+        context = remote = RemoteContext(Path(args.output_dir), config, base_dir)
+        tasks = remote.prefetched(tasks)
     else:
         context = LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device, args.tiles, base_dir)
-        answer = run_tasks(tasks, context)
-    print(json.dumps(answer, indent=2))
-    return EXIT_TASK_FAILED if answer.get("errors") else EXIT_OK
+    writer = AnswerWriter(sys.stdout)
+    try:
+        for kind, entry in iter_answers(tasks, context):
+            writer.add(kind, entry)
+    finally:
+        context.close()
+    writer.close()
+    return EXIT_TASK_FAILED if writer.errors else EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
