@@ -122,7 +122,10 @@ def test_a_result_without_mask_or_with_bad_boxes_is_malformed():
     with ScriptedAPI([lambda r: answer(r, detections=[], maskImageBase64Data="bm90IGFuIGltYWdl")]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
-    assert err.value.message == "malformed answer from the remote service: the mask is not a readable image"
+    assert (
+        err.value.message
+        == "malformed answer from the remote service: the mask is not a readable image (not a PNG, JPG or WEBP image)"
+    )
 
 
 def test_a_dropped_connection_is_retried():

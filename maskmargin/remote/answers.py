@@ -128,7 +128,9 @@ def mask_at_input_size(data: bytes, width: int, height: int) -> tuple[np.ndarray
                 )
             img = img.convert("L")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RemoteError("malformed answer from the remote service: the mask is not a readable image") from exc
+        raise RemoteError(
+            f"malformed answer from the remote service: the mask is not a readable image ({exc})"
+        ) from exc
     if (mw, mh) == (width, height):
         return np.asarray(img, dtype=np.float32) / 255.0, (1.0, 1.0)
     sx, sy = width / mw, height / mh
