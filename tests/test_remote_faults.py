@@ -81,9 +81,8 @@ def test_a_trickling_answer_is_given_up_at_the_overall_deadline():
         start = time.monotonic()
         err = failure(api, timeout=1.0)
         took = time.monotonic() - start
-    assert (
-        err.message
-        == f"the remote service at {api.url}/v1 failed after 1 attempt: no complete answer within 1 s (MASKMARGIN_TIMEOUT)"
+    assert err.message == (
+        f"the remote service at {api.url}/v1 failed after 1 attempt: no complete answer within 1 s (MASKMARGIN_TIMEOUT)"
     )
     assert err.code == "remoteUnavailable"
     assert 0.9 < took < 3.0 and 3 <= trickle.sent <= 7  # each read came within the timeout; the whole did not
