@@ -280,3 +280,19 @@ def test_detection_region_spans_its_box_even_where_the_mask_is_smaller():
     owned[120:260, 100:220] = region.owned
     assert np.array_equal(owned, (mask > 0).numpy())
     assert find_regions(torch.zeros(480, 640), found) == []
+
+
+@pytest.mark.parametrize("image_dtype", [torch.float16, torch.float64])
+@pytest.mark.parametrize("crops_dtype", [torch.float16, torch.float32, torch.float64])
+def test_float16_and_float64_images_stitch_to_float32(image_dtype, crops_dtype):
+    mask = faded_boxes(512, 512, [(170, 60, 290, 190)])
+    image = photo().unsqueeze(0).to(image_dtype)
+    before = image.clone()
+    c = mask_margin_crop(image, mask, CropSettings(256, 256, 16))
+    grey = torch.full(c.crops.shape, 0.5, dtype=crops_dtype)
+    out = inpaint_stitch(c, grey)
+    assert out.dtype == torch.float32 and out.shape == (1, 512, 512, 3)
+    assert torch.equal(image, before), "the input is not modified"
+    outside, inside = mask == 0, mask == 1
+    assert torch.equal(out[0][outside], image[0].float()[outside]), "mask 0: the input's values, exactly"
+    assert torch.equal(out[0][inside], torch.full_like(out[0][inside], 0.5)), "mask 1: the inpainted value"

@@ -148,3 +148,31 @@ def test_command_line_tiles_flag(tmp_path, crowd_scale, capsys):
 def test_search_tiles_must_be_a_bool():
     with pytest.raises(Exception, match="search_tiles must be true or false"):
         MaskSettings(search_tiles="yes")
+
+
+def test_parts_of_one_face_merge_by_their_face_even_when_their_boxes_barely_overlap():
+    # a 24 px face seen twice (whole image and a tile): its lips boxes, 1 px apart, barely overlap
+    face_a, face_b = (100.0, 100.0, 124.0, 124.0), (101.0, 100.0, 125.0, 124.0)
+    lips_a = Detection((106.0, 116.0, 112.0, 119.0), 0.9, "lips", part_of=face_a)
+    lips_b = Detection((107.0, 117.0, 113.0, 120.0), 0.8, "lips", part_of=face_b)
+    assert merge([lips_a, lips_b]) == [lips_a]
+    # without their faces the two boxes are two objects: the rule the faces fix
+    assert len(merge([Detection(lips_a.box, 0.9, "lips"), Detection(lips_b.box, 0.8, "lips")])) == 2
+    # the lips of a neighbouring face stay apart
+    other = Detection((136.0, 116.0, 142.0, 119.0), 0.7, "lips", part_of=(130.0, 100.0, 154.0, 124.0))
+    assert merge([lips_a, lips_b, other]) == [lips_a, other]
+
+
+def test_a_part_moves_with_its_face_and_is_cut_by_its_face():
+    lips = Detection((6.0, 16.0, 12.0, 19.0), 0.9, "lips", part_of=(0.0, 0.0, 24.0, 24.0))
+    moved = lips.moved(100, 50)
+    assert moved.box == (106.0, 66.0, 112.0, 69.0) and moved.part_of == (100.0, 50.0, 124.0, 74.0)
+    # lips far from the tile's left edge, but the face touches it: the tile's view of the face is cut
+    assert _cut(lips.whole_box, (400, 0, 1000, 360), 1000, 600) and not _cut(lips.box, (400, 0, 1000, 360), 1000, 600)
+
+
+def test_mesh_detections_name_the_face_they_belong_to():
+    detector = load_detector("lips_mesh_mediapipe")
+    faces = load_detector("mediapipe_face_full").detect(ASTRONAUT, 0.25, 6)
+    (lips,) = detector.detect(ASTRONAUT, 0.25, 6)
+    assert lips.part_of == faces[0].box and lips.whole_box == faces[0].box
