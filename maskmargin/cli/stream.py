@@ -85,12 +85,19 @@ def iter_json_array(stream: IO[str], name: str) -> Iterator[Any]:
                 raise fail(f"{exc.msg} at character {dropped + exc.pos + 1}") from None
             except RecursionError:
                 raise fail("arrays or objects nest too deeply") from None
-            # a number (or true/false/null) cut at the chunk's end parses too: it needs a character after it
-            if end < len(buffer) or not more():
+            # a number cut at the chunk's end ("12" of "12.5e3") parses too: it needs a delimiter after it
+            if (end < len(buffer) and not _may_continue(value, buffer, end)) or not more():
                 break
         pos = end
         first = False
         yield value
+
+
+def _may_continue(value: Any, buffer: str, end: int) -> bool:
+    """Whether a number could go on past the end of the buffer (only ".", "e", "+", "-" or digits follow)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return len(buffer) - end < 4 and not buffer[end:].strip("0123456789.eE+-")
 
 
 def count_tasks(stream: IO[str], name: str) -> int:
