@@ -346,3 +346,31 @@ def test_a_broken_tasks_file_is_a_usage_error_and_runs_nothing(tmp_path, capsys,
 def test_an_empty_task_array_is_a_usage_error(tmp_path, capsys):
     code, out, err = run_cli(tmp_path, " [ ] ", capsys)
     assert (code, out) == (2, "") and err == "error: the tasks file must hold a non-empty JSON array of task objects\n"
+
+
+@pytest.mark.parametrize(
+    "fields,parameter,message",
+    [
+        ({"image": ...}, "image", "image is required (a non-empty string)"),
+        ({"image": 5}, "image", "image is required (a non-empty string)"),
+        ({"image": "data:image/png;base64,@@"}, "image", "image is not valid base64 (Only base64 data is allowed)"),
+        ({"image": "data:image/png;base64," + b64(PNG[:100])}, "image", "image is not a readable PNG, JPG or WEBP"),
+        ({"image": b64(encoded(ASTRONAUT, "GIF"))}, "image", "image is not a PNG, JPG or WEBP image"),
+        ({"taskUUID": [1]}, "taskUUID", "taskUUID must be a UUID v4 string, got [1]"),
+        (
+            {"inputImage": "x"},
+            "inputImage",
+            "unknown field 'inputImage' for imageUpload; allowed: image, taskType, taskUUID",
+        ),
+    ],
+)
+def test_bad_uploads_are_errors_naming_the_parameter(context, fields, parameter, message):
+    t = {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": b64(PNG)} | fields
+    error = run_one(context, {k: v for k, v in t.items() if v is not ...})["error"]
+    assert error["code"] == "invalidParameter" and error["parameter"] == parameter
+    assert error["message"].startswith(message), error["message"]
+
+
+def test_a_good_upload_gives_a_uuid(context):
+    out = run_one(context, {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": b64(PNG)})
+    assert uuid.UUID(out["result"]["imageUUID"]).version == 4
