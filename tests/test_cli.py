@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import ASTRONAUT
+from photos import ASTRONAUT, astronaut_png
 from PIL import Image
 
 from maskmargin.cli import main
@@ -23,9 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "astronaut.png"
-    Image.fromarray(ASTRONAUT).save(path)
-    return path
+    return astronaut_png(tmp_path_factory.mktemp("img"))
 
 
 def task(photo, **fields):

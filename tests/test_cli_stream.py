@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from loopback import ScriptedAPI, masking_answer
-from photos import ASTRONAUT
+from photos import astronaut_png
 from PIL import Image
 
 import maskmargin.cli.stream as stream
@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "astronaut.png"
-    Image.fromarray(ASTRONAUT).save(path)
-    return path
+    return astronaut_png(tmp_path_factory.mktemp("img"))
 
 
 def task(photo: Path, **fields) -> dict:

@@ -54,6 +54,13 @@ def answer(request, mask: bytes | None = None, boxes=((10, 20, 30, 50),), **extr
     return Reply(200, {"data": [result | extra]})
 
 
+def url_answer(request, url: str) -> Reply:
+    """An answer whose mask is to be downloaded from `url`."""
+    result = answer(request).body["data"][0]
+    del result["maskImageBase64Data"]
+    return Reply(200, {"data": [result | {"maskImageURL": url}]})
+
+
 def box_png(boxes, width=40, height=60) -> bytes:
     mask = np.zeros((height, width), np.uint8)
     for x0, y0, x1, y1 in boxes:
@@ -114,14 +121,8 @@ def test_an_endless_answer_without_a_length_is_cut_at_the_cap():
 
 
 def test_a_huge_mask_url_body_is_refused():
-    def masking(request):
-        result = answer(request).body["data"][0]
-        del result["maskImageBase64Data"]
-        result["maskImageURL"] = api.url + "/mask.png"
-        return Reply(200, {"data": [result]})
-
     huge = Stream(itertools.repeat(b"\0" * 65536), headers={"Content-Type": "image/png"})
-    with ScriptedAPI([masking, lambda request: huge]) as api:
+    with ScriptedAPI([lambda request: url_answer(request, api.url + "/mask.png"), lambda request: huge]) as api:
         err = failure(api, timeout=20.0)
     assert err.message == "the remote service's mask image is over 48 MB: not read"
     assert MAX_MASK_BYTES < huge.sent < MAX_MASK_BYTES + 16 * MiB
@@ -147,13 +148,11 @@ def test_a_mask_larger_than_its_image_is_refused_before_decoding(width, height):
 
 
 def test_a_redirect_loop_on_the_mask_url_is_a_remote_error():
-    def masking(request):
-        result = answer(request).body["data"][0]
-        del result["maskImageBase64Data"]
-        result["maskImageURL"] = api.url + "/loop"
-        return Reply(200, {"data": [result]})
-
-    with ScriptedAPI([masking, lambda request: Reply(302, b"", {"Location": "/loop"})]) as api:
+    loop = [
+        lambda request: url_answer(request, api.url + "/loop"),
+        lambda request: Reply(302, b"", {"Location": "/loop"}),
+    ]
+    with ScriptedAPI(loop) as api:
         err = failure(api)
     assert err.message == f"the remote service's mask image at {api.url}/loop redirects too often"
     assert err.code == "remoteError" and 20 <= len(api.requests) <= 22
@@ -282,13 +281,11 @@ def test_a_key_straddling_the_error_detail_cut_is_redacted(offset, field):
 
 
 def test_a_key_in_a_redirected_url_is_not_shown():
-    def masking(request):
-        result = answer(request).body["data"][0]
-        del result["maskImageBase64Data"]
-        result["maskImageURL"] = f"{api.url}/loop?token={KEY}"
-        return Reply(200, {"data": [result]})
-
-    with ScriptedAPI([masking, lambda request: Reply(302, b"", {"Location": request.path})]) as api:
+    loop = [
+        lambda request: url_answer(request, f"{api.url}/loop?token={KEY}"),
+        lambda request: Reply(302, b"", {"Location": request.path}),
+    ]
+    with ScriptedAPI(loop) as api:
         err = failure(api)
     assert_no_key_piece(err.message)
     assert err.message == f"the remote service's mask image at {api.url}/loop?token=[redacted] redirects too often"
