@@ -136,7 +136,7 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
         added = [e for e in entries if e not in before]
         torch.serialization.add_safe_globals(added)
         try:
-            return _without_hooks(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
+            data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise UnsafeModelFile(
                 f"{path} was not loaded: the restricted loader refused it ({_reason(e)}). The file's own code "
@@ -148,6 +148,15 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
             raise _damaged(path, blob, e) from e
         finally:
             _remove_safe_globals(added)
+    foreign = _without_hooks(data)
+    if foreign:
+        raise UnsafeModelFile(
+            f"{path} was not loaded: it binds {foreign} to a method of another module, which would run at every "
+            f"inference. The file's own code was NOT run. Only use it if you know where it comes from; then "
+            f"{_trust_hint(digest)}",
+            parameter="model",
+        )
+    return data
 
 
 def _load_trusted(blob: bytes, path: Path) -> Any:
@@ -176,8 +185,13 @@ _HOOK_TABLES = (
 )
 
 
-def _without_hooks(data: Any) -> Any:
-    """`data` with every hook table of every nn.Module in it emptied (in place: the object is our own)."""
+def _without_hooks(data: Any) -> str | None:
+    """Empty every hook table of every nn.Module in `data` (in place: the object is our own); returns the
+    first module attribute bound to another object's method (`<Class>.<name>`), None if there is none.
+
+    An attribute bound to its own module is what `fuse()` leaves (`forward = forward_fuse`); one bound to
+    another module would make that module's method run in this one's place."""
+    foreign: str | None = None
     seen: set[int] = set()
     stack = [data]
     while stack:
@@ -191,6 +205,9 @@ def _without_hooks(data: Any) -> Any:
                 table = state.get(name)
                 if isinstance(table, dict):
                     table.clear()
+            for name, value in state.items():
+                if foreign is None and isinstance(value, types.MethodType) and value.__self__ is not obj:
+                    foreign = f"{type(obj).__name__}.{name}"
             children = state.get("_modules")
             if isinstance(children, dict):
                 stack.extend(children.values())
@@ -198,7 +215,7 @@ def _without_hooks(data: Any) -> Any:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple)):
             stack.extend(obj)
-    return data
+    return foreign
 
 
 def _reason(error: Exception) -> str:

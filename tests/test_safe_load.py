@@ -299,3 +299,17 @@ def test_hooks_a_file_attaches_to_its_modules_are_emptied_on_load(tmp_path, yolo
     assert all(not getattr(m, name) for m in loaded.modules() for name in tables if isinstance(getattr(m, name), dict))
     out = loaded.float().eval()(torch.zeros(1, 3, 64, 64))  # a forward pass runs the model, nothing else
     assert isinstance(out, (tuple, list, torch.Tensor))
+
+
+def test_a_module_method_bound_to_another_module_is_refused(tmp_path, yolo_file):
+    ckpt = torch.load(yolo_file, weights_only=False)
+    first, second = ckpt["model"].model[0], ckpt["model"].model[1]
+    first.forward = second.forward  # the second conv would run in the first one's place
+    path = tmp_path / "rebound.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(UnsafeModelFile) as err:
+        load_yolo_checkpoint(path)
+    assert err.value.message.startswith(
+        f"{path} was not loaded: it binds Conv.forward to a method of another module, which would run at every "
+        "inference. The file's own code was NOT run."
+    )
