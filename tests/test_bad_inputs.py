@@ -374,3 +374,11 @@ def test_bad_uploads_are_errors_naming_the_parameter(context, fields, parameter,
 def test_a_good_upload_gives_a_uuid(context):
     out = run_one(context, {"taskType": "imageUpload", "taskUUID": str(uuid.uuid4()), "image": b64(PNG)})
     assert uuid.UUID(out["result"]["imageUUID"]).version == 4
+
+
+def test_a_tasks_file_with_a_byte_order_mark_runs(tmp_path, capsys):
+    tasks_file = tmp_path / "tasks.json"
+    tasks_file.write_bytes(b"\xef\xbb\xbf" + json.dumps([task()]).encode())
+    code = main(["run", str(tasks_file), "--output-dir", str(tmp_path / "out")])
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(answer["data"][0]["detections"]) == 1

@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --tiles searches tiles with a local detector; leave it out with --remote", file=sys.stderr)
         return EXIT_USAGE
     try:
-        source = spooled(sys.stdin) if args.tasks == "-" else open(args.tasks, encoding="utf-8")  # noqa: SIM115
+        source = spooled(sys.stdin) if args.tasks == "-" else open(args.tasks, encoding="utf-8-sig")  # noqa: SIM115
     except (OSError, UnicodeDecodeError) as exc:
         print(f"error: cannot read {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
