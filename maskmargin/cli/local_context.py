@@ -50,7 +50,7 @@ class LocalContext(TaskContext):
     def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
         return super().detect(model, pixels, replace(settings, search_tiles=self.search_tiles))
 
-    def store_image(self, pixels: np.ndarray) -> str:
+    def store_image(self, pixels: np.ndarray, data: bytes | None = None) -> str:
         """A new imageUUID, with nothing kept: a run's tasks are all written before it starts, so none
         of them can name a UUID the run hands out, and keeping every input would grow with the run."""
         return str(uuid.uuid4())
@@ -89,7 +89,7 @@ class LocalContext(TaskContext):
     def detector(self, model: str) -> Detector:
         return load_detector(model, self.dirs, self.device)
 
-    def publish(self, data: bytes, image_uuid: str, fmt: str) -> str:
+    def publish(self, data: bytes, image_uuid: str, fmt: str, ttl: int | None = None) -> str:  # files stay
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"{image_uuid}.{FORMATS[fmt].extension}"
         path.write_bytes(data)
