@@ -164,3 +164,28 @@ def download(folder: str | Path, progress: Progress | None = None, wheel_dir: st
         for path in extract(wheels[0], folder, missing):
             say(f"  {path.name} ok (sha256 checked)")
     return [folder / n for n in FILES]
+
+
+def files_for(backend: str, option: str | None = None) -> list[str]:
+    """The .tflite files a registry backend needs."""
+    if backend == "mediapipe_face":
+        return ["face_detection_short_range.tflite" if option == "short" else "face_detection_full_range_sparse.tflite"]
+    if backend == "mediapipe_mesh":
+        return ["face_detection_full_range_sparse.tflite", "face_landmark_with_attention.tflite"]
+    if backend == "mediapipe_hands":
+        return ["palm_detection_full.tflite", "hand_landmark_full.tflite"]
+    if backend == "mediapipe_selfie":
+        return ["selfie_segmentation.tflite"]
+    return []
+
+
+def status(backend: str, option: str | None, folders: tuple[Path, ...]) -> str:
+    """'present' (and where), or what is missing and how to get it, for `python -m maskmargin models`."""
+    names = files_for(backend, option)
+    found = {n: find_file(n, folders) for n in names}
+    missing = [n for n, p in found.items() if p is None]
+    if missing:
+        where = folders[0] if folders else Path("models/mediapipe")
+        return f"missing {', '.join(missing)} in {where}: run `{DOWNLOAD_COMMAND}`"
+    places = sorted({str(p.parent) for p in found.values() if p is not None})
+    return f"present ({', '.join(places)})"

@@ -57,11 +57,12 @@ class DetectorConfig:
     anchors: ops.AnchorOptions
     num_keypoints: int
     graph_threshold: float  # mediapipe's own cut (used by the parity tests)
+    unit_range: bool = False  # input in 0..1 (BlazePalm) instead of -1..1 (BlazeFace)
 
 
 FACE_SHORT = DetectorConfig("face_detection_short_range.tflite", ops.AnchorOptions(128, (8, 16, 16, 16), True), 6, 0.5)
 FACE_FULL = DetectorConfig("face_detection_full_range_sparse.tflite", ops.AnchorOptions(192, (4,), False), 6, 0.6)
-PALM = DetectorConfig("palm_detection_full.tflite", ops.AnchorOptions(192, (8, 16, 16, 16), True), 7, 0.5)
+PALM = DetectorConfig("palm_detection_full.tflite", ops.AnchorOptions(192, (8, 16, 16, 16), True), 7, 0.5, True)
 
 
 class SsdDetector:
@@ -77,7 +78,7 @@ class SsdDetector:
         size = self.config.anchors.input_size
         rois = [ops.letterbox_roi(int(im.shape[3]), int(im.shape[2])) for im in images]
         crops = ops.sample_rois(images, torch.tensor(rois, device=self.device), range(len(images)), (size, size))
-        raw_boxes, raw_scores = self.model(crops / 127.5 - 1.0)[:2]
+        raw_boxes, raw_scores = self.model(crops / 255.0 if self.config.unit_range else crops / 127.5 - 1.0)[:2]
         boxes, scores = ops.decode(
             raw_boxes, raw_scores, ops.anchors(self.config.anchors, self.device), size, self.config.num_keypoints
         )
@@ -166,7 +167,7 @@ def hand_roi(box: np.ndarray, keypoints: np.ndarray) -> tuple[float, float, floa
 
 
 class HandLandmarks:
-    """21 hand landmarks per palm crop, a presence score and handedness (P(right hand))."""
+    """21 hand landmarks per palm crop, a presence score and handedness (the score of "Left")."""
 
     def __init__(self, path: Path, device: torch.device):
         self.device = device

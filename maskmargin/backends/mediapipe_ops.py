@@ -9,6 +9,7 @@ clockwise on screen (y down). Pixel centres sit at whole numbers, as in OpenCV.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,11 +19,13 @@ import torch
 
 
 def images_to_tensors(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """RGB uint8 [H, W, 3] arrays -> float [1, 3, H, W] tensors (0..255) on `device`."""
+    """RGB uint8 [H, W, 3] arrays -> uint8 [1, 3, H, W] tensors on `device` (sampled straight from uint8)."""
     out = []
     for image in images:
-        t = torch.from_numpy(np.ascontiguousarray(image[..., :3])).to(device, non_blocking=True)
-        out.append(t.permute(2, 0, 1).unsqueeze(0).float())
+        with warnings.catch_warnings():  # read-only arrays are fine: the tensor is only read
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(np.ascontiguousarray(image[..., :3])).to(device, non_blocking=True)
+        out.append(t.permute(2, 0, 1).unsqueeze(0))
     return out
 
 
@@ -63,8 +66,8 @@ def _warp(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
     frac = q - whole * 32  # 0..31
     x0, y0 = whole[..., 0].long(), whole[..., 1].long()
     fx, fy = frac[..., 0], frac[..., 1]
-    flat = image.reshape(3, -1)
-    total = torch.zeros((3, *x0.shape), device=image.device, dtype=torch.float32)
+    flat = image.permute(1, 2, 0).reshape(-1, 3)  # no copy for a view of an HWC array
+    total = torch.zeros((*x0.shape, 3), device=image.device, dtype=torch.float32)
     for dy, wy in ((0, 32 - fy), (1, fy)):
         for dx, wx in ((0, 32 - fx), (1, fx)):
             x, y = x0 + dx, y0 + dy
@@ -74,8 +77,8 @@ def _warp(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
             else:
                 weight = wx * wy
             index = y.clamp(0, ih - 1) * iw + x.clamp(0, iw - 1)
-            total += flat[:, index.reshape(-1)].reshape(total.shape) * weight
-    return torch.floor(total / 1024 + 0.5).permute(1, 0, 2, 3)
+            total += flat[index.reshape(-1)].reshape(total.shape).float() * weight[..., None]
+    return torch.floor(total / 1024 + 0.5).permute(0, 3, 1, 2)
 
 
 def sample_rois(
