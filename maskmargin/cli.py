@@ -206,7 +206,7 @@ def _download_mediapipe(args: argparse.Namespace) -> int:
 
     folder = _dirs(args.models_dir).mediapipe[0]
     try:
-        mediapipe_files.download(folder, lambda msg: print(msg, file=sys.stderr, flush=True), args.wheel_dir)
+        mediapipe_files.download(folder, lambda msg: print(msg, file=sys.stderr, flush=True), args.wheel_dir, True)
     except MaskMarginError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_TASK_FAILED

@@ -139,9 +139,15 @@ def extract(wheel: Path, folder: Path, names: list[str] | None = None) -> list[P
     return written
 
 
-def download(folder: str | Path, progress: Progress | None = None, wheel_dir: str | Path | None = None) -> list[Path]:
+def download(
+    folder: str | Path,
+    progress: Progress | None = None,
+    wheel_dir: str | Path | None = None,
+    show_pip: bool = False,
+) -> list[Path]:
     """Make sure every file of FILES is in `folder`: missing or wrong ones come out of the mediapipe wheel,
-    fetched by pip (into `wheel_dir` when given, which then also serves as a cache)."""
+    fetched by pip (into `wheel_dir` when given, which then also serves as a cache). `show_pip`: let pip
+    print its own progress bar instead of capturing its output."""
     folder = Path(folder)
     say = progress or (lambda _msg: None)
     missing = [n for n, (_, sha) in FILES.items() if not ((folder / n).is_file() and sha256_file(folder / n) == sha)]
@@ -153,10 +159,10 @@ def download(folder: str | Path, progress: Progress | None = None, wheel_dir: st
         wheels = sorted(where.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
         if not wheels:
             say(f"downloading the mediapipe {MEDIAPIPE_VERSION} wheel with pip (about 36 MB) ...")
-            run = subprocess.run(pip_download_args(where), capture_output=True, text=True)
+            run = subprocess.run(pip_download_args(where), capture_output=not show_pip, text=True)
             wheels = sorted(where.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
             if run.returncode != 0 or not wheels:
-                tail = (run.stderr or run.stdout).strip().splitlines()[-3:]
+                tail = (run.stderr or run.stdout or "see pip's output above").strip().splitlines()[-3:]
                 raise ModelNotAvailable(
                     f"pip could not download mediapipe=={MEDIAPIPE_VERSION} ({' | '.join(tail)}). "
                     f"Offline? Copy {', '.join(missing)} into {folder} from a machine that has them."
