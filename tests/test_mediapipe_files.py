@@ -40,8 +40,21 @@ def make_wheel(folder: Path, contents: dict[str, bytes]) -> Path:
 
 def test_the_pip_command_is_the_documented_one():
     args = files.pip_download_args("/tmp/x")
-    assert args[1:] == ["-m", "pip", "download", "mediapipe==0.10.21", "--no-deps", "--only-binary", ":all:",
-                        "--python-version", "3.12", "--platform", "manylinux_2_28_x86_64", "-d", "/tmp/x"]
+    assert args[1:] == [
+        "-m",
+        "pip",
+        "download",
+        "mediapipe==0.10.21",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--python-version",
+        "3.12",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "-d",
+        "/tmp/x",
+    ]
 
 
 def test_the_seven_files_are_pinned():

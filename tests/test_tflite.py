@@ -28,8 +28,13 @@ def test_a_file_that_is_not_tflite_is_refused():
 
 def test_densify_fills_csr_rows_over_the_last_dimension():
     # 2x1x1x4 with row 0 = [0, 5, 0, 6], row 1 = [7, 0, 0, 0]
-    sparsity = Sparsity([0, 1, 2, 3], [0, 0, 0, 1], [2, 1, 1, 0], [None, None, None, np.array([0, 2, 3])],
-                        [None, None, None, np.array([1, 3, 0])])
+    sparsity = Sparsity(
+        [0, 1, 2, 3],
+        [0, 0, 0, 1],
+        [2, 1, 1, 0],
+        [None, None, None, np.array([0, 2, 3])],
+        [None, None, None, np.array([1, 3, 0])],
+    )
     dense = densify(np.array([5.0, 6.0, 7.0]), (2, 1, 1, 4), sparsity)
     assert dense.reshape(2, 4).tolist() == [[0, 5, 0, 6], [7, 0, 0, 0]]
 
@@ -43,15 +48,22 @@ def test_the_full_range_detector_has_46_sparse_weights_folded_at_load():
     ops = Counter(o.op for o in model.operators)
     assert ops["DENSIFY"] == 46 and ops["DEQUANTIZE"] > 0
     module = load(model_path("face_detection_full_range_sparse.tflite"))
-    assert len(module._steps) == len(model.operators) - ops["DENSIFY"] - ops["DEQUANTIZE"], "weights folded once"
+    assert len(module._pad_alias) == ops["PAD"] == 43, "every PAD is done by the convolution after it"
+    assert len(module._steps) == len(model.operators) - ops["DENSIFY"] - ops["DEQUANTIZE"] - ops["PAD"]
     assert all(b.dtype in (torch.float32, torch.int64) for b in module.buffers())
 
 
-@pytest.mark.parametrize("name", [
-    "face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite",
-    "face_landmark_with_attention.tflite", "palm_detection_full.tflite", "hand_landmark_full.tflite",
-    "selfie_segmentation.tflite",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "face_detection_short_range.tflite",
+        "face_detection_full_range_sparse.tflite",
+        "face_landmark_with_attention.tflite",
+        "palm_detection_full.tflite",
+        "hand_landmark_full.tflite",
+        "selfie_segmentation.tflite",
+    ],
+)
 def test_a_batch_gives_what_each_image_gives_alone(name):
     module = load(model_path(name))
     _, h, w, c = module.input_shape

@@ -71,10 +71,12 @@ class HandDetector(Detector):
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         return self._run([image], confidence, MAX_HANDS)[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray], confidence: float, max_detections: int,
-                     progress: Progress | None = None) -> list[list[Detection]]:
-        return batched(images, progress, lambda chunk: self._run(chunk, confidence, max_detections),
-                       confidence, max_detections)
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(
+            images, progress, lambda chunk: self._run(chunk, confidence, max_detections), confidence, max_detections
+        )
 
 
 class SelfiePersonDetector(Detector):
@@ -94,8 +96,9 @@ class SelfiePersonDetector(Detector):
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         return self._run([image])[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray], confidence: float, max_detections: int,
-                     progress: Progress | None = None) -> list[list[Detection]]:
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
         return batched(images, progress, self._run, confidence, max_detections)
 
 
@@ -107,5 +110,6 @@ def _person(prob: np.ndarray) -> list[Detection]:
     y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     local = on[y0:y1, x0:x1]
     score = float(prob[y0:y1, x0:x1][local].mean())
-    return [Detection((float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local,
-                      mask_box=(x0, y0, x1, y1))]
+    return [
+        Detection((float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local, mask_box=(x0, y0, x1, y1))
+    ]

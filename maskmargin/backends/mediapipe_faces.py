@@ -21,8 +21,13 @@ CHUNK = 16  # images per forward: bounds memory on big batches and lets progress
 class FaceDetector(Detector):
     """Faces as boxes; `faces_batch()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
 
-    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), variant: str | None = None,
-                 device: str | torch.device | None = None):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_folders: tuple[Path, ...] = (),
+        variant: str | None = None,
+        device: str | torch.device | None = None,
+    ):
         super().__init__(spec)
         self.variant = variant or spec.option or "full"
         self.config = graphs.FACE_FULL if self.variant == "full" else graphs.FACE_SHORT
@@ -48,20 +53,28 @@ class FaceDetector(Detector):
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         return as_detections(self.faces_batch([image], confidence)[0])
 
-    def detect_batch(self, images: Sequence[np.ndarray], confidence: float, max_detections: int,
-                     progress: Progress | None = None) -> list[list[Detection]]:
-        return batched(images, progress, lambda chunk: [
-            as_detections(d) for d in self.run(images_to_tensors(chunk, self.device), confidence)
-        ], confidence, max_detections)
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(
+            images,
+            progress,
+            lambda chunk: [as_detections(d) for d in self.run(images_to_tensors(chunk, self.device), confidence)],
+            confidence,
+            max_detections,
+        )
 
 
 def as_detections(found: graphs.Detections, label: str = "face") -> list[Detection]:
-    return [Detection(tuple(float(v) for v in box), float(score), label)
-            for box, score in zip(found.boxes, found.scores, strict=True)]
+    return [
+        Detection(tuple(float(v) for v in box), float(score), label)
+        for box, score in zip(found.boxes, found.scores, strict=True)
+    ]
 
 
-def batched(images: Sequence[np.ndarray], progress: Progress | None, run, confidence: float,
-            max_detections: int) -> list[list[Detection]]:
+def batched(
+    images: Sequence[np.ndarray], progress: Progress | None, run, confidence: float, max_detections: int
+) -> list[list[Detection]]:
     """`run` on chunks of the batch; selected detections per image; progress after each chunk's images."""
     from ..detection import select
 

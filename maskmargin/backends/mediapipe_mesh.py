@@ -31,6 +31,7 @@ class MeshDetector(Detector):
         self.shapes = shapes_for(spec.option or "face")
         face_spec = find_model("mediapipe_face_full")
         assert face_spec is not None
+        files.require_file(graphs.FACE_FULL.file, model_folders, spec.name)  # a missing file names this model
         self.faces = FaceDetector(face_spec, model_folders, device=device)
         self.device = self.faces.device
         self.mesh = graphs.FaceMesh(files.require_file(graphs.MESH_FILE, model_folders, spec.name), self.device)
@@ -76,10 +77,12 @@ class MeshDetector(Detector):
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
         return self._run([image], confidence, None)[0]
 
-    def detect_batch(self, images: Sequence[np.ndarray], confidence: float, max_detections: int,
-                     progress: Progress | None = None) -> list[list[Detection]]:
-        return batched(images, progress, lambda chunk: self._run(chunk, confidence, max_detections),
-                       confidence, max_detections)
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(
+            images, progress, lambda chunk: self._run(chunk, confidence, max_detections), confidence, max_detections
+        )
 
 
 def keypoint_estimate(option: str, face: Detection, kps: np.ndarray) -> list[np.ndarray]:
