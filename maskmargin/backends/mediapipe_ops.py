@@ -61,24 +61,25 @@ def _warp(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
     `image` [3, H, W] (0..255 values), `grid` [N, h, w, 2] source pixel positions -> [N, 3, h, w].
     """
     _, ih, iw = image.shape
-    q = torch.round(grid * 32)
-    whole = torch.div(q, 32, rounding_mode="floor")
-    frac = q - whole * 32  # 0..31
-    x0, y0 = whole[..., 0].long(), whole[..., 1].long()
-    fx, fy = frac[..., 0], frac[..., 1]
+    n, oh, ow, _ = grid.shape
+    q = torch.round(grid.reshape(-1, 2) * 32).long()
+    whole, frac = q >> 5, (q & 31).float()  # floor and 32nds, negatives included
+    x0, y0 = whole[:, 0], whole[:, 1]
+    fx, fy = frac[:, 0], frac[:, 1]
     flat = image.permute(1, 2, 0).reshape(-1, 3)  # no copy for a view of an HWC array
-    total = torch.zeros((*x0.shape, 3), device=image.device, dtype=torch.float32)
+    total = torch.zeros((x0.shape[0], 3), device=image.device, dtype=torch.float32)
     for dy, wy in ((0, 32 - fy), (1, fy)):
+        y = y0 + dy
+        y_in = (y >= 0) & (y < ih)
+        row = y.clamp(0, ih - 1) * iw
         for dx, wx in ((0, 32 - fx), (1, fx)):
-            x, y = x0 + dx, y0 + dy
+            x = x0 + dx
+            weight = wx * wy
             if border == "zeros":
-                inside = (x >= 0) & (x < iw) & (y >= 0) & (y < ih)
-                weight = (wx * wy) * inside
-            else:
-                weight = wx * wy
-            index = y.clamp(0, ih - 1) * iw + x.clamp(0, iw - 1)
-            total += flat[index.reshape(-1)].reshape(total.shape).float() * weight[..., None]
-    return torch.floor(total / 1024 + 0.5).permute(0, 3, 1, 2)
+                weight = weight * (y_in & (x >= 0) & (x < iw))
+            total.addcmul_(flat[row + x.clamp(0, iw - 1)].float(), weight[:, None])
+    out = torch.floor(total / 1024 + 0.5)
+    return out.reshape(n, oh, ow, 3).permute(0, 3, 1, 2)
 
 
 def sample_rois(
