@@ -94,12 +94,15 @@ def main() -> int:
     for _ in range(args.rounds):
         for k, v in ours(args.repeats).items():
             mine.setdefault(k, []).append(v)
-        run = subprocess.run([args.mediapipe_python, "-c", MP_SCRIPT, str(args.repeats)], capture_output=True,
-                             text=True, check=True)
+        run = subprocess.run(
+            [args.mediapipe_python, "-c", MP_SCRIPT, str(args.repeats)], capture_output=True, text=True, check=True
+        )
         for k, v in json.loads(run.stdout.strip().splitlines()[-1]).items():
             theirs.setdefault(k, []).append(v)
-    print(f"CPU, torch {torch.__version__} with {torch.get_num_threads()} threads; 1024x1024 photo, one face; "
-          f"ms per image, medians of {args.rounds} rounds")
+    print(
+        f"CPU, torch {torch.__version__} with {torch.get_num_threads()} threads; 1024x1024 photo, one face; "
+        f"ms per image, medians of {args.rounds} rounds"
+    )
     print(f"{'measure':14} {'MaskMargin':>11} {'mediapipe':>10} {'ratio':>7}")
     for k in mine:
         a, b = statistics.median(mine[k]), statistics.median(theirs[k])

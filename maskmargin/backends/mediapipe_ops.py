@@ -97,9 +97,40 @@ def sample_rois(
     out = torch.empty(len(owners), 3, out_h, out_w, device=rois.device, dtype=torch.float32)
     for k, image in enumerate(images):
         picked = torch.nonzero(owners_t == k).flatten().to(rois.device)
-        if picked.numel():
+        if not picked.numel():
+            continue
+        if len(picked) == 1 and float(rois[picked[0], 4]) == 0.0:  # unturned (letterbox): rows and columns apart
+            out[picked] = _warp_separable(image[0], grid[picked[0]], border)
+        else:
             out[picked] = _warp(image[0], grid[picked], border)
     return out
+
+
+def _warp_separable(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
+    """`_warp` for an unturned grid [h, w, 2] (x depends on the column only, y on the row only): two row
+    reads and two column reads instead of four reads per output pixel; the same numbers."""
+    _, ih, iw = image.shape
+    qx = torch.round(grid[0, :, 0] * 32).long()
+    qy = torch.round(grid[:, 0, 1] * 32).long()
+    x0, fx = qx >> 5, (qx & 31).float()
+    y0, fy = qy >> 5, (qy & 31).float()
+    hwc = image.permute(1, 2, 0)
+    rows = []
+    for dy, wy in ((0, 32 - fy), (1, fy)):
+        y = y0 + dy
+        if border == "zeros":
+            wy = wy * ((y >= 0) & (y < ih))
+        rows.append((hwc.index_select(0, y.clamp(0, ih - 1)), wy))
+    total = torch.zeros((len(qy), len(qx), 3), device=image.device, dtype=torch.float32)
+    for dx, wx in ((0, 32 - fx), (1, fx)):
+        x = x0 + dx
+        if border == "zeros":
+            wx = wx * ((x >= 0) & (x < iw))
+        cols = x.clamp(0, iw - 1)
+        for picked_rows, wy in rows:
+            weight = wy[:, None, None] * wx[None, :, None]
+            total.addcmul_(picked_rows.index_select(1, cols).float(), weight)
+    return torch.floor(total / 1024 + 0.5).permute(2, 0, 1).unsqueeze(0)
 
 
 @dataclass(frozen=True)

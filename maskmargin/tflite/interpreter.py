@@ -317,8 +317,18 @@ class TFLiteModule(nn.Module):
 
     def _op_prelu(self, op: Operator) -> Step:
         rank = self.rank(op.outputs[0])
-        alpha = self._value(op.inputs[1], rank)
         src, dst = op.inputs[0], op.outputs[0]
+        if rank == 4 and op.inputs[1] in self._const:
+            a = np.asarray(self._const[op.inputs[1]], dtype=np.float32)
+            channels = self.shape(src)[3]
+            if a.size == channels and a.shape[-1] == channels:  # one slope per channel: torch's own kernel
+                slope = self._buffer(a.reshape(channels))
+
+                def per_channel(env: list) -> None:
+                    env[dst] = F.prelu(env[src], self._buffers[slope])
+
+                return per_channel
+        alpha = self._value(op.inputs[1], rank)
 
         def step(env: list) -> None:
             x = env[src]
