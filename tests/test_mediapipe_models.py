@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from skimage import data
 
+from maskmargin.backends import mediapipe_files
 from maskmargin.backends.mediapipe_mesh import keypoint_estimate
 from maskmargin.detection import Detection, ImageDetections, shape_detection
-from maskmargin.backends import mediapipe_files
 from maskmargin.errors import InvalidParameter, ModelNotAvailable
 from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
 from maskmargin.masks import build_mask
