@@ -21,13 +21,18 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	# the engine itself, editable: `maskmargin ...` and `python -m maskmargin` work from any folder
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) -m maskmargin demo --output-dir output
 
 test: $(STAMP) $(MEDIAPIPE_FILES)
-	$(PY) -m pytest -q
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m pytest -q -rs
 
 bench: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) benchmarks/bench_image_mask.py

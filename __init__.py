@@ -10,9 +10,9 @@ except ModuleNotFoundError as exc:
     if not (exc.name or "").startswith("comfy"):
         raise
 else:
+    from .nodes import model_info, remote
     from .nodes.crop_stitch import NODES as CROP_STITCH_NODES
     from .nodes.image_mask import NODES as IMAGE_MASK_NODES
-    from .nodes import model_info, remote
 
     remote.register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
     model_info.register_routes()  # GET /maskmargin/models: the model picker's groups and files

@@ -1,4 +1,4 @@
-"""Speed and memory of Mask Margin Crop + Inpaint Stitch (DESIGN.md section 7).
+"""Speed and memory of Mask Margin Crop + Inpaint Stitch (the speed yardsticks in benchmarks/README.md).
 
     python benchmarks/bench_crop_stitch.py [--device cpu|cuda] [--repeats N]
 
@@ -48,10 +48,11 @@ def run_case(name: str, device: str, repeats: int) -> dict:
     import torch
     from skimage import data
 
-    from maskmargin.crop import CropSettings, mask_margin_crop
+    from maskmargin.crop import mask_margin_crop
     from maskmargin.detection import Detection, ImageDetections
     from maskmargin.masks import build_masks
     from maskmargin.resample import resize
+    from maskmargin.settings import CropSettings
     from maskmargin.stitch import inpaint_stitch
 
     case = CASES[name]
@@ -94,10 +95,15 @@ def run_case(name: str, device: str, repeats: int) -> dict:
     crops, stitches = zip(*(once() for _ in range(repeats)))
     c = mask_margin_crop(images, masks, settings, found, device=device)
     out = {
-        "case": name, "device": device, "crops": len(c.plan), "zooms": [round(z, 2) for z in c.zooms()],
-        "crop_ms": statistics.median(crops) * 1000, "stitch_ms": statistics.median(stitches) * 1000,
+        "case": name,
+        "device": device,
+        "crops": len(c.plan),
+        "zooms": [round(z, 2) for z in c.zooms()],
+        "crop_ms": statistics.median(crops) * 1000,
+        "stitch_ms": statistics.median(stitches) * 1000,
         "fastest_ms": min(c + s for c, s in zip(crops, stitches)) * 1000,
-        "images": n, "target_ms": case["target_ms"],
+        "images": n,
+        "target_ms": case["target_ms"],
         "input_mib": (images.numel() * 4 + masks.numel() * 4) / 2**20,
         "peak_mib": max(rss_kib("VmHWM") - base_rss, 0) / 1024,
     }
@@ -117,14 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}; "
-          f"medians of {args.repeats} runs, each case in its own process")
-    print(f"{'case':<9} {'crops':>5} {'zoom':>11} | {'crop ms':>8} {'stitch ms':>9} {'total/img':>9} {'fastest':>7} "
-          f"{'target':>7} | "
-          f"{'inputs MiB':>10} {'peak MiB':>9}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}; "
+        f"medians of {args.repeats} runs, each case in its own process"
+    )
+    print(
+        f"{'case':<9} {'crops':>5} {'zoom':>11} | {'crop ms':>8} {'stitch ms':>9} {'total/img':>9} {'fastest':>7} "
+        f"{'target':>7} | "
+        f"{'inputs MiB':>10} {'peak MiB':>9}"
+    )
     for name in CASES:
-        proc = subprocess.run([sys.executable, __file__, "--case", name, "--device", args.device,
-                               "--repeats", str(args.repeats)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--case", name, "--device", args.device, "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             print(f"{name}: failed\n{proc.stderr[-2000:]}")
             return 1
@@ -135,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if not r["target_ms"] else " PASS" if per_image < r["target_ms"] else " FAIL"
         gpu = f"  (GPU peak {r['peak_gpu_mib']:.0f} MiB)" if "peak_gpu_mib" in r else ""
         fastest = r["fastest_ms"] / r["images"]
-        print(f"{name:<9} {r['crops']:>5} {zoom:>11} | {r['crop_ms']:8.1f} {r['stitch_ms']:9.1f} {per_image:9.1f} "
-              f"{fastest:7.1f} {target:>7}{verdict} | {r['input_mib']:10.0f} {r['peak_mib']:9.0f}{gpu}")
+        print(
+            f"{name:<9} {r['crops']:>5} {zoom:>11} | {r['crop_ms']:8.1f} {r['stitch_ms']:9.1f} {per_image:9.1f} "
+            f"{fastest:7.1f} {target:>7}{verdict} | {r['input_mib']:10.0f} {r['peak_mib']:9.0f}{gpu}"
+        )
     return 0
 
 

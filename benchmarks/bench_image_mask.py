@@ -1,4 +1,4 @@
-"""Speed of Image Mask against the bare backend calls it wraps (DESIGN.md section 7).
+"""Speed of Image Mask against the bare backend calls it wraps (the speed yardsticks in benchmarks/README.md).
 
     python benchmarks/bench_image_mask.py [--batch 8] [--size 1024] [--repeats N] [--eval-dir DIR] [--profile]
 
@@ -37,9 +37,9 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,8 +48,9 @@ from maskmargin.detection import Detection, ImageDetections  # noqa: E402
 from maskmargin.images import to_uint8_rgb  # noqa: E402
 from maskmargin.loader import load_detector  # noqa: E402
 from maskmargin.masks import build_mask, build_masks  # noqa: E402
-from maskmargin.pipeline import MaskSettings, detect_arrays, image_mask  # noqa: E402
+from maskmargin.pipeline import detect_arrays, image_mask  # noqa: E402
 from maskmargin.preview import draw_preview, encode_jpeg, thumbnails  # noqa: E402
+from maskmargin.settings import MaskSettings  # noqa: E402
 
 CONF = 0.25
 MAX_DET = 20
@@ -164,13 +165,14 @@ def bare_face_graph():
 
 
 def bare_mesh_runner():
-    """detect + square crop + FaceMesh per face, one graph each: the "best alternative" of DESIGN.md 7."""
+    """detect + square crop + FaceMesh per face, one graph each: the "best alternative" of the yardsticks."""
     import cv2
     import mediapipe as mp
 
     fd = bare_face_graph()
-    mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                           min_detection_confidence=0.2)
+    mesh = mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.2
+    )
 
     def run(img: np.ndarray) -> list[np.ndarray]:
         h, w = img.shape[:2]
@@ -203,16 +205,20 @@ def breakdown(detector, tensor: torch.Tensor, repeats: int) -> str:
     masks = build_masks(found, 4, 4)
     rgb = tensor[..., :3]
     shown = thumbnails(arrays, masks, found, 512)
-    t = interleaved({
-        "to_uint8": lambda: to_uint8_rgb(tensor),
-        "detect": lambda: detect_arrays(detector, arrays, SETTINGS),
-        "masks": lambda: build_masks(found, 4, 4),
-        "thumbnails": lambda: thumbnails(arrays, masks, found, 512),
-        "jpeg": lambda: encode_jpeg(shown),
-        "png (PreviewImage)": lambda: [Image.fromarray(a).save(io.BytesIO(), format="PNG", compress_level=1)
-                                       for a in shown.numpy()],
-        "full preview": lambda: draw_preview(rgb, masks, found),
-    }, max(3, repeats // 2))
+    t = interleaved(
+        {
+            "to_uint8": lambda: to_uint8_rgb(tensor),
+            "detect": lambda: detect_arrays(detector, arrays, SETTINGS),
+            "masks": lambda: build_masks(found, 4, 4),
+            "thumbnails": lambda: thumbnails(arrays, masks, found, 512),
+            "jpeg": lambda: encode_jpeg(shown),
+            "png (PreviewImage)": lambda: [
+                Image.fromarray(a).save(io.BytesIO(), format="PNG", compress_level=1) for a in shown.numpy()
+            ],
+            "full preview": lambda: draw_preview(rgb, masks, found),
+        },
+        max(3, repeats // 2),
+    )
     return "  ".join(f"{k} {v.min / n * 1000:.2f}" for k, v in t.items())
 
 
@@ -242,42 +248,75 @@ def overhead_face(names, images, tensor, repeats, do_profile) -> float:
         for im in comfy_uint8(tensor):
             graph.process(im)
 
-    t = interleaved({"bare": bare, "bare_t": bare_from_tensor, "engine": lambda: node_call(det, tensor),
-                     "core": lambda: image_mask(det, tensor, SETTINGS),
-                     "backend": lambda: det.detect_batch(images, CONF, MAX_DET)}, repeats, warmup=2)
+    t = interleaved(
+        {
+            "bare": bare,
+            "bare_t": bare_from_tensor,
+            "engine": lambda: node_call(det, tensor),
+            "core": lambda: image_mask(det, tensor, SETTINGS),
+            "backend": lambda: det.detect_batch(images, CONF, MAX_DET),
+        },
+        repeats,
+        warmup=2,
+    )
     ms = {k: v / n * 1000 for k, v in t.items()}
     bare_ms = ms["bare"]
     ratio, ratio_t = ms["engine"] / bare_ms, ms["engine"] / ms["bare_t"]
     faces = [len(det.detect(im, CONF, MAX_DET)) for im in images]
-    print(f"\n(a) mediapipe_face_full on {n} x {images[0].shape[1]}x{images[0].shape[0]} "
-          f"(faces per image: {dict(zip(names, faces))})")
+    print(
+        f"\n(a) mediapipe_face_full on {n} x {images[0].shape[1]}x{images[0].shape[0]} "
+        f"(faces per image: {dict(zip(names, faces))})"
+    )
     print(f"  bare FaceDetection.process on uint8 arrays        : {bare_ms:7.2f} ms/image")
     print(f"  bare, from the IMAGE tensor (ComfyUI's np.clip)    : {ms['bare_t']:7.2f} ms/image")
-    print(f"  Image Mask as the node runs it (thumbnails, p4 b4) : {ms['engine']:7.2f} ms/image   "
-          f"{ratio_t:.3f}x the bare call from the tensor [target <= 1.10: {'PASS' if ratio_t <= 1.10 else 'FAIL'}]; "
-          f"{ratio:.3f}x the bare call on ready uint8 arrays {min_ratio(t['engine'], t['bare'])}")
+    print(
+        f"  Image Mask as the node runs it (thumbnails, p4 b4) : {ms['engine']:7.2f} ms/image   "
+        f"{ratio_t:.3f}x the bare call from the tensor [target <= 1.10: {'PASS' if ratio_t <= 1.10 else 'FAIL'}]; "
+        f"{ratio:.3f}x the bare call on ready uint8 arrays {min_ratio(t['engine'], t['bare'])}"
+    )
     core_t = ms["core"] / ms["bare_t"]
-    print(f"  Image Mask without previews (masks, boxes, JSON)   : {ms['core']:7.2f} ms/image   "
-          f"{core_t:.3f}x the bare call from the tensor [target <= 1.10: {'PASS' if core_t <= 1.10 else 'FAIL'}]; "
-          f"{ms['core'] / bare_ms:.3f}x the bare call on ready uint8 arrays")
-    print(f"  engine detector only       : {ms['backend']:7.2f} ms/image   overhead {ms['backend'] / bare_ms:.3f}x "
-          f"(Detector.detect_batch on the uint8 images: the backend wrapper alone)")
+    print(
+        f"  Image Mask without previews (masks, boxes, JSON)   : {ms['core']:7.2f} ms/image   "
+        f"{core_t:.3f}x the bare call from the tensor [target <= 1.10: {'PASS' if core_t <= 1.10 else 'FAIL'}]; "
+        f"{ms['core'] / bare_ms:.3f}x the bare call on ready uint8 arrays"
+    )
+    print(
+        f"  engine detector only       : {ms['backend']:7.2f} ms/image   overhead {ms['backend'] / bare_ms:.3f}x "
+        f"(Detector.detect_batch on the uint8 images: the backend wrapper alone)"
+    )
     print(f"  Image Mask stages, ms/image (fastest run): {breakdown(det, tensor, repeats)}")
     tiled = replace(SETTINGS, search_tiles=True)
-    full = interleaved({"full": lambda: image_mask(det, tensor, SETTINGS, with_preview=True),
-                        "tiles": lambda: image_mask(det, tensor, tiled)}, max(3, repeats // 2))
-    print(f"  with the full-size preview output connected: {full['full'] / n * 1000:7.2f} ms/image   "
-          f"{full['full'] / n * 1000 / bare_ms:.3f}x")
-    print(f"  with search_tiles (whole image + 4 tiles), no previews: {full['tiles'] / n * 1000:7.2f} ms/image   "
-          f"{full['tiles'] / n * 1000 / bare_ms:.3f}x the bare call on uint8 (five detections per image)")
-    summary.append(f"face_full detector only / bare mediapipe {ms['backend'] / bare_ms:6.3f}x  "
-                   f"({ms['backend']:.2f} vs {bare_ms:.2f} ms/image)")
-    summary.append(f"face_full Image Mask / bare from tensor  {ratio_t:6.3f}x  ({ms['engine']:.2f} vs {ms['bare_t']:.2f} "
-                   f"ms/image; target <= 1.10 {'PASS' if ratio_t <= 1.10 else 'FAIL'})")
-    summary.append(f"face_full masks only / bare from tensor  {core_t:6.3f}x  ({ms['core']:.2f} vs {ms['bare_t']:.2f} "
-                   f"ms/image; on uint8: {ms['core'] / bare_ms:.3f}x)")
-    summary.append(f"face_full Image Mask / bare on uint8     {ratio:6.3f}x  ({ms['engine']:.2f} vs {bare_ms:.2f} ms/image; "
-                   f"fastest runs {t['engine'].min / t['bare'].min:.3f}x)")
+    full = interleaved(
+        {
+            "full": lambda: image_mask(det, tensor, SETTINGS, with_preview=True),
+            "tiles": lambda: image_mask(det, tensor, tiled),
+        },
+        max(3, repeats // 2),
+    )
+    print(
+        f"  with the full-size preview output connected: {full['full'] / n * 1000:7.2f} ms/image   "
+        f"{full['full'] / n * 1000 / bare_ms:.3f}x"
+    )
+    print(
+        f"  with search_tiles (whole image + 4 tiles), no previews: {full['tiles'] / n * 1000:7.2f} ms/image   "
+        f"{full['tiles'] / n * 1000 / bare_ms:.3f}x the bare call on uint8 (five detections per image)"
+    )
+    summary.append(
+        f"face_full detector only / bare mediapipe {ms['backend'] / bare_ms:6.3f}x  "
+        f"({ms['backend']:.2f} vs {bare_ms:.2f} ms/image)"
+    )
+    summary.append(
+        f"face_full Image Mask / bare from tensor  {ratio_t:6.3f}x  ({ms['engine']:.2f} vs {ms['bare_t']:.2f} "
+        f"ms/image; target <= 1.10 {'PASS' if ratio_t <= 1.10 else 'FAIL'})"
+    )
+    summary.append(
+        f"face_full masks only / bare from tensor  {core_t:6.3f}x  ({ms['core']:.2f} vs {ms['bare_t']:.2f} "
+        f"ms/image; on uint8: {ms['core'] / bare_ms:.3f}x)"
+    )
+    summary.append(
+        f"face_full Image Mask / bare on uint8     {ratio:6.3f}x  ({ms['engine']:.2f} vs {bare_ms:.2f} ms/image; "
+        f"fastest runs {t['engine'].min / t['bare'].min:.3f}x)"
+    )
     summary.append(f"face_full search_tiles / bare on uint8   {full['tiles'] / n * 1000 / bare_ms:6.3f}x")
     if do_profile:
         profile(lambda: node_call(det, tensor), "image_mask, mediapipe_face_full")
@@ -293,22 +332,36 @@ def overhead_mesh(names, images, tensor, repeats, face_bare_ms, do_profile) -> N
         for im in images:
             bare_run(im)
 
-    t = interleaved({"bare": bare, "engine": lambda: node_call(det, tensor),
-                     "backend": lambda: det.detect_batch(images, CONF, MAX_DET)}, repeats)
+    t = interleaved(
+        {
+            "bare": bare,
+            "engine": lambda: node_call(det, tensor),
+            "backend": lambda: det.detect_batch(images, CONF, MAX_DET),
+        },
+        repeats,
+    )
     bare_ms, eng_ms, back_ms = t["bare"] / n * 1000, t["engine"] / n * 1000, t["backend"] / n * 1000
     ratio = eng_ms / bare_ms
     faces = [len(det.detect(im, CONF, MAX_DET)) for im in images]
     bare_faces = [len(bare_run(im)) for im in images]
-    print(f"\n(a) eyes_mesh_mediapipe (faces masked per image: {dict(zip(names, faces))}; "
-          f"bare mesh found: {sum(bare_faces)})")
+    print(
+        f"\n(a) eyes_mesh_mediapipe (faces masked per image: {dict(zip(names, faces))}; "
+        f"bare mesh found: {sum(bare_faces)})"
+    )
     print(f"  bare detect+crop+FaceMesh  : {bare_ms:7.2f} ms/image")
-    print(f"  Image Mask (thumbnails, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x vs bare mesh; "
-          f"{eng_ms / face_bare_ms:.2f}x the bare face detection alone {min_ratio(t['engine'], t['bare'])}")
+    print(
+        f"  Image Mask (thumbnails, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x vs bare mesh; "
+        f"{eng_ms / face_bare_ms:.2f}x the bare face detection alone {min_ratio(t['engine'], t['bare'])}"
+    )
     print(f"  engine detector only       : {back_ms:7.2f} ms/image   overhead {back_ms / bare_ms:.3f}x vs bare mesh")
     print(f"  Image Mask stages, ms/image (fastest run): {breakdown(det, tensor, repeats)}")
-    summary.append(f"eyes_mesh detector only / bare mesh      {back_ms / bare_ms:6.3f}x  ({back_ms:.2f} vs {bare_ms:.2f} ms/image)")
-    summary.append(f"eyes_mesh Image Mask / bare det+crop+mesh {ratio:6.3f}x  ({eng_ms:.2f} vs {bare_ms:.2f} ms/image; "
-                   f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; DESIGN target <= 2x {'PASS' if ratio <= 2 else 'FAIL'})")
+    summary.append(
+        f"eyes_mesh detector only / bare mesh      {back_ms / bare_ms:6.3f}x  ({back_ms:.2f} vs {bare_ms:.2f} ms/image)"
+    )
+    summary.append(
+        f"eyes_mesh Image Mask / bare det+crop+mesh {ratio:6.3f}x  ({eng_ms:.2f} vs {bare_ms:.2f} ms/image; "
+        f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; target <= 2x {'PASS' if ratio <= 2 else 'FAIL'})"
+    )
     if do_profile:
         profile(lambda: node_call(det, tensor), "image_mask, eyes_mesh_mediapipe")
 
@@ -325,27 +378,36 @@ def eval_dir_timing(folder: Path, repeats: int) -> None:
     face, mesh = load_detector("mediapipe_face_full"), load_detector("eyes_mesh_mediapipe")
     graph, bare_mesh = bare_face_graph(), bare_mesh_runner()
     print(f"\n(a) group photos in {folder} (batch of 1 each; ms)")
-    print(f"  {'photo':<26} {'size':>9} {'faces':>5} | {'bare fd':>7} {'ImgMask':>7} {'ratio':>5} | "
-          f"{'bare mesh':>9} {'ImgMask':>7} {'ratio':>5} {'/fd':>5}")
+    print(
+        f"  {'photo':<26} {'size':>9} {'faces':>5} | {'bare fd':>7} {'ImgMask':>7} {'ratio':>5} | "
+        f"{'bare mesh':>9} {'ImgMask':>7} {'ratio':>5} {'/fd':>5}"
+    )
     ratios_f, ratios_m = [], []
     for name, rgb, _ in photos:
         tensor = as_tensor([rgb])
-        t = interleaved({
-            "fd": lambda: graph.process(rgb),
-            "im_fd": lambda: node_call(face, tensor),
-            "mesh": lambda: bare_mesh(rgb),
-            "im_mesh": lambda: node_call(mesh, tensor),
-        }, repeats)
+        t = interleaved(
+            {
+                "fd": lambda rgb=rgb: graph.process(rgb),
+                "im_fd": lambda tensor=tensor: node_call(face, tensor),
+                "mesh": lambda rgb=rgb: bare_mesh(rgb),
+                "im_mesh": lambda tensor=tensor: node_call(mesh, tensor),
+            },
+            repeats,
+        )
         ms = {k: v * 1000 for k, v in t.items()}
         nf = len(face.detect(rgb, CONF, MAX_DET))
         rf, rm = ms["im_fd"] / ms["fd"], ms["im_mesh"] / ms["mesh"]
         ratios_f.append(rf)
         ratios_m.append(rm)
-        print(f"  {name:<26} {rgb.shape[1]:>4}x{rgb.shape[0]:<4} {nf:>5} | {ms['fd']:7.2f} {ms['im_fd']:7.2f} "
-              f"{rf:5.2f} | {ms['mesh']:9.2f} {ms['im_mesh']:7.2f} {rm:5.2f} {ms['im_mesh'] / ms['fd']:5.1f}")
+        print(
+            f"  {name:<26} {rgb.shape[1]:>4}x{rgb.shape[0]:<4} {nf:>5} | {ms['fd']:7.2f} {ms['im_fd']:7.2f} "
+            f"{rf:5.2f} | {ms['mesh']:9.2f} {ms['im_mesh']:7.2f} {rm:5.2f} {ms['im_mesh'] / ms['fd']:5.1f}"
+        )
     if photos:
-        summary.append(f"group photos: face_full overhead median {statistics.median(ratios_f):.3f}x, "
-                       f"eyes_mesh vs bare mesh median {statistics.median(ratios_m):.3f}x")
+        summary.append(
+            f"group photos: face_full overhead median {statistics.median(ratios_f):.3f}x, "
+            f"eyes_mesh vs bare mesh median {statistics.median(ratios_m):.3f}x"
+        )
 
 
 # ----------------------------------------------------------------------------- (b) padding + blur
@@ -354,25 +416,31 @@ def eval_dir_timing(folder: Path, repeats: int) -> None:
 def mask_cost(size: int, repeats: int, det_ms: float) -> None:
     s = size / 1024
     boxes = [(120, 140, 320, 380), (420, 120, 600, 340), (700, 200, 900, 440), (300, 600, 520, 860)]
-    found = ImageDetections(size, size, tuple(
-        Detection(tuple(v * s for v in b), 0.9, "face") for b in boxes))
-    t = interleaved({f"p{k} b{k}": (lambda k=k: build_mask(found, k, k)) for k in (0, 4, 32)},
-                    max(5, repeats), warmup=1)
+    found = ImageDetections(size, size, tuple(Detection(tuple(v * s for v in b), 0.9, "face") for b in boxes))
+    t = interleaved(
+        {f"p{k} b{k}": (lambda k=k: build_mask(found, k, k)) for k in (0, 4, 32)}, max(5, repeats), warmup=1
+    )
     from skimage import data
 
     mesh = load_detector("eyes_mesh_mediapipe")
     group = tiled_faces(data.astronaut(), size, 4)
     shapes = ImageDetections(size, size, tuple(mesh.detect(group, CONF, MAX_DET)))
     t_mesh = interleaved({k: (lambda k=k: build_mask(shapes, k, k)) for k in (4, 32)}, max(5, repeats), warmup=1)
-    print(f"\n(b) build_mask on {size}x{size} with {len(boxes)} face-sized boxes (~200 px), ms "
-          f"(face detection alone: {det_ms:.2f} ms/image)")
+    print(
+        f"\n(b) build_mask on {size}x{size} with {len(boxes)} face-sized boxes (~200 px), ms "
+        f"(face detection alone: {det_ms:.2f} ms/image)"
+    )
     for k, v in t.items():
         print(f"  {k:<8} {v * 1000:7.2f} ms   = {v * 1000 / det_ms:5.2f}x the detection time")
-    print(f"  eye shapes of {len(shapes.detections)} faces spread over the frame (group 4x4): p4 b4 "
-          f"{t_mesh[4] * 1000:.2f} ms = {t_mesh[4] * 1000 / det_ms:.2f}x, p32 b32 {t_mesh[32] * 1000:.2f} ms = "
-          f"{t_mesh[32] * 1000 / det_ms:.2f}x")
-    summary.append(f"build_mask p4 b4 / detection           {t['p4 b4'] * 1000 / det_ms:6.3f}x  "
-                   f"(p32 b32: {t['p32 b32'] * 1000 / det_ms:.2f}x)")
+    print(
+        f"  eye shapes of {len(shapes.detections)} faces spread over the frame (group 4x4): p4 b4 "
+        f"{t_mesh[4] * 1000:.2f} ms = {t_mesh[4] * 1000 / det_ms:.2f}x, p32 b32 {t_mesh[32] * 1000:.2f} ms = "
+        f"{t_mesh[32] * 1000 / det_ms:.2f}x"
+    )
+    summary.append(
+        f"build_mask p4 b4 / detection           {t['p4 b4'] * 1000 / det_ms:6.3f}x  "
+        f"(p32 b32: {t['p32 b32'] * 1000 / det_ms:.2f}x)"
+    )
 
 
 # ----------------------------------------------------------------------------- (c) YOLO
@@ -383,7 +451,7 @@ def yolo_overhead(images: list[np.ndarray], tensor: torch.Tensor, repeats: int, 
     try:
         import ultralytics  # noqa: F401
         from ultralytics import YOLO
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         print(f"  skipped: ultralytics is not importable ({type(e).__name__}: {e})")
         summary.append("YOLO: skipped (no ultralytics)")
         return
@@ -402,7 +470,7 @@ def yolo_overhead(images: list[np.ndarray], tensor: torch.Tensor, repeats: int, 
             os.chdir(cwd)
         try:
             det = load_detector(str(path))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             print(f"  skipped: the engine could not load the random-weight model ({type(e).__name__}: {e})")
             summary.append("YOLO: skipped (engine could not load the model)")
             return
@@ -418,13 +486,20 @@ def yolo_overhead(images: list[np.ndarray], tensor: torch.Tensor, repeats: int, 
         bare_ms, eng_ms = t["bare"] / n * 1000, t["engine"] / n * 1000
         ratio = eng_ms / bare_ms
         found = sum(len(d) for d in det.detect_batch(images, CONF, MAX_DET))
-        print(f"  random-weight yolov8n on {det.device}, imgsz 640, {n} images as one predict call "
-              f"({found} detections kept in all, max {MAX_DET}/image)")
+        print(
+            f"  random-weight yolov8n on {det.device}, imgsz 640, {n} images as one predict call "
+            f"({found} detections kept in all, max {MAX_DET}/image)"
+        )
         print(f"  bare YOLO.predict          : {bare_ms:7.2f} ms/image")
-        print(f"  Image Mask (thumbnails, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x  "
-              f"[target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'}] {min_ratio(t['engine'], t['bare'])}")
-        summary.append(f"yolov8n Image Mask / bare predict        {ratio:6.3f}x  ({eng_ms:.1f} vs {bare_ms:.1f} ms/image; "
-                       f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; target <= 1.10 {'PASS' if ratio <= 1.10 else 'FAIL'})")
+        print(
+            f"  Image Mask (thumbnails, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x  "
+            f"[target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'}] {min_ratio(t['engine'], t['bare'])}"
+        )
+        summary.append(
+            f"yolov8n Image Mask / bare predict        {ratio:6.3f}x  ({eng_ms:.1f} vs {bare_ms:.1f} ms/image; "
+            f"fastest runs {t['engine'].min / t['bare'].min:.3f}x; "
+            f"target <= 1.10 {'PASS' if ratio <= 1.10 else 'FAIL'})"
+        )
         if do_profile:
             profile(lambda: node_call(det, tensor), "image_mask, yolov8n")
 
@@ -443,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; "
-          f"medians of {args.repeats} runs; settings: confidence {CONF}, max {MAX_DET}, padding 4, blur 4, node thumbnails")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs; "
+        f"medians of {args.repeats} runs; settings: confidence {CONF}, max {MAX_DET}, padding 4, blur 4, "
+        "node thumbnails"
+    )
     names, images = test_images(args.batch, args.size)
     tensor = as_tensor(images)
     print(f"test batch {tuple(tensor.shape)}: {', '.join(names)}")
@@ -457,8 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.eval_dir:
             eval_dir_timing(args.eval_dir, max(3, args.repeats // 2))
     else:  # mediapipe is no dependency any more: its bare calls are measured by bench_mediapipe.py in a side venv
-        print("\n(a) skipped: mediapipe is not installed here (the MediaPipe models run in torch); "
-              "benchmarks/bench_mediapipe.py --mediapipe-python SIDE_VENV/bin/python compares against mediapipe 0.10.21")
+        print(
+            "\n(a) skipped: mediapipe is not installed here (the MediaPipe models run in torch); benchmarks/"
+            "bench_mediapipe.py --mediapipe-python SIDE_VENV/bin/python compares against mediapipe 0.10.21"
+        )
         det = load_detector("mediapipe_face_full")
         start = time.perf_counter()
         det.detect_batch(images, CONF, MAX_DET)

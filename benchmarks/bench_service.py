@@ -32,18 +32,19 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from skimage import data  # noqa: E402
+import httpx
+import numpy as np
+from PIL import Image
+from skimage import data
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maskmargin.api_tasks import run_tasks  # noqa: E402
-from maskmargin.pipeline import MaskSettings  # noqa: E402
-from maskmargin.remote_client import RemoteClient, RemoteConfig  # noqa: E402
-from maskmargin.server import MaskingService, ServiceConfig, ServiceContext  # noqa: E402
+from maskmargin.remote.client import RemoteClient  # noqa: E402
+from maskmargin.remote.config import RemoteConfig  # noqa: E402
+from maskmargin.service.core import MaskingService, ServiceConfig, ServiceContext  # noqa: E402
+from maskmargin.settings import MaskSettings  # noqa: E402
 
 KEY = "bench-key"
 
@@ -68,15 +69,30 @@ def data_uri(pixels: np.ndarray) -> str:
 
 
 def tasks_for(uris: list[str], n: int, model: str) -> list[dict]:
-    return [{"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()), "inputImage": uris[i % len(uris)],
-             "model": model, "maskPadding": 4, "maskBlur": 4, "outputType": "base64Data", "outputFormat": "PNG"}
-            for i in range(n)]
+    return [
+        {
+            "taskType": "imageMasking",
+            "taskUUID": str(uuid.uuid4()),
+            "inputImage": uris[i % len(uris)],
+            "model": model,
+            "maskPadding": 4,
+            "maskBlur": 4,
+            "outputType": "base64Data",
+            "outputFormat": "PNG",
+        }
+        for i in range(n)
+    ]
 
 
 def start_service() -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), MASKMARGIN_SERVICE_KEY=KEY)
-    proc = subprocess.Popen([sys.executable, "-m", "maskmargin", "serve", "--port", "0", "--max-concurrency", "4"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "maskmargin", "serve", "--port", "0", "--max-concurrency", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()
     if "Image Masking API on" not in line:
         proc.kill()
@@ -96,6 +112,7 @@ def run_in_process(service: MaskingService, tasks: list[dict]) -> float:
 def run_http(url: str, tasks: list[dict], concurrency: int) -> float:
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+
         def one(t: dict) -> None:
             r = client.post(url, content=json.dumps([t]), headers=headers)
             assert r.status_code == 200, r.text[:200]
@@ -126,14 +143,17 @@ def main() -> None:
     uris = [data_uri(p) for p in images]
     local = MaskingService(ServiceConfig())
     proc, url = start_service()
-    print(f"service: {url} (separate process, --max-concurrency 4); {os.cpu_count()} CPU cores; "
-          f"{args.tasks} tasks x {args.rounds} rounds, model {args.model}, 512x512 photos")
+    print(
+        f"service: {url} (separate process, --max-concurrency 4); {os.cpu_count()} CPU cores; "
+        f"{args.tasks} tasks x {args.rounds} rounds, model {args.model}, 512x512 photos"
+    )
     try:
         # warm-up: models loaded once on both sides, connections open
         run_in_process(local, tasks_for(uris, 5, args.model))
         run_http(url, tasks_for(uris, 5, args.model), 1)
-        results: dict[str, list[float]] = {k: [] for k in ("in-process", "service c=1", "service c=4",
-                                                            "client c=1", "client c=4")}
+        results: dict[str, list[float]] = {
+            k: [] for k in ("in-process", "service c=1", "service c=4", "client c=1", "client c=4")
+        }
         for _ in range(args.rounds):
             results["in-process"].append(run_in_process(local, tasks_for(uris, args.tasks, args.model)))
             results["service c=1"].append(run_http(url, tasks_for(uris, args.tasks, args.model), 1))
@@ -152,8 +172,10 @@ def main() -> None:
         print(f"{name:<14}{value:>18.1f}{1000 / value:>10.1f}{value / base:>14.2f}x   [{rounds}]")
     print(f"\noverhead per task, service c=1 over in-process: {1000 / med['service c=1'] - 1000 / base:.1f} ms")
     print(f"overhead per task, RemoteClient c=1 over in-process: {1000 / med['client c=1'] - 1000 / base:.1f} ms")
-    print(f"speed-up from 4 requests in flight: service {med['service c=4'] / med['service c=1']:.2f}x, "
-          f"client {med['client c=4'] / med['client c=1']:.2f}x")
+    print(
+        f"speed-up from 4 requests in flight: service {med['service c=4'] / med['service c=1']:.2f}x, "
+        f"client {med['client c=4'] / med['client c=1']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

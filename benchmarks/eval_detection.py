@@ -2,7 +2,7 @@
 
     python benchmarks/eval_detection.py PATH_TO_EVAL_DIR [--json OUT]
 
-Measures, against the targets of DESIGN.md:
+Measures, against the project's quality targets (benchmarks/README.md):
 - mediapipe_face_full at confidence 0.25, max 20: recall / precision, TP/FP/FN per image and total
   (target recall >= 0.89 at precision >= 0.95);
 - every mesh model: share of the faces found by mediapipe_face_full that the mesh mask covers
@@ -32,16 +32,16 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")  # quiet mediapipe's C++ logging
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from maskmargin.detection import Detection, ImageDetections  # noqa: E402
-from maskmargin.images import load_image_file  # noqa: E402
-from maskmargin.loader import load_detector  # noqa: E402
-from maskmargin.masks import build_mask  # noqa: E402
-from maskmargin.registry import MODELS  # noqa: E402
-from maskmargin.tiling import detect_with_tiles  # noqa: E402
+from maskmargin.detection import Detection, ImageDetections
+from maskmargin.images import load_image_file
+from maskmargin.loader import load_detector
+from maskmargin.masks import build_mask
+from maskmargin.registry import MODELS
+from maskmargin.tiling import detect_with_tiles
 
 CONFIDENCE = 0.25
 MAX_DET = 20
@@ -97,7 +97,7 @@ class Counts:
     missed: list = field(default_factory=list)  # GT boxes not found
     false: list = field(default_factory=list)  # (box, score) of false positives
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
@@ -177,8 +177,12 @@ def union_mask(dets: list[Detection], w: int, h: int) -> np.ndarray:
 
 
 def int_box(b: Box, w: int, h: int) -> tuple[int, int, int, int]:
-    return (min(max(int(np.floor(b[0])), 0), w), min(max(int(np.floor(b[1])), 0), h),
-            min(max(int(np.ceil(b[2])), 0), w), min(max(int(np.ceil(b[3])), 0), h))
+    return (
+        min(max(int(np.floor(b[0])), 0), w),
+        min(max(int(np.floor(b[1])), 0), h),
+        min(max(int(np.ceil(b[2])), 0), w),
+        min(max(int(np.ceil(b[3])), 0), h),
+    )
 
 
 def detection_for_face(dets: list[Detection], face: Detection) -> Detection | None:
@@ -241,8 +245,19 @@ def box_eval(model: str, cls: str, photos: list[Photo], cache: dict, show: bool)
             continue
         c = evaluate_boxes(dets, gts, p.ignores(cls))
         total.add(c)
-        rows.append({"image": p.name, "gt": len(gts), "pred": len(dets), "tp": c.tp, "fp": c.fp, "fn": c.fn,
-                     "ignored": c.ignored, "missed": c.missed, "false_positives": c.false})
+        rows.append(
+            {
+                "image": p.name,
+                "gt": len(gts),
+                "pred": len(dets),
+                "tp": c.tp,
+                "fp": c.fp,
+                "fn": c.fn,
+                "ignored": c.ignored,
+                "missed": c.missed,
+                "false_positives": c.false,
+            }
+        )
     if show:
         print(f"\n{model} vs GT {cls} (confidence {CONFIDENCE}, max {MAX_DET}, median {ms:.1f} ms/photo)")
         print(f"  {'image':<28} {'GT':>3} {'pred':>4} {'TP':>3} {'FP':>3} {'FN':>3} {'ign':>3}  notes")
@@ -252,12 +267,26 @@ def box_eval(model: str, cls: str, photos: list[Photo], cache: dict, show: bool)
                 notes.append("missed " + " ".join(str(b) for b in r["missed"]))
             if r["false_positives"]:
                 notes.append("FP " + " ".join(f"{b}@{s}" for b, s in r["false_positives"]))
-            print(f"  {r['image']:<28} {r['gt']:>3} {r['pred']:>4} {r['tp']:>3} {r['fp']:>3} {r['fn']:>3} "
-                  f"{r['ignored']:>3}  {'; '.join(notes)}")
-        print(f"  {'TOTAL':<28} {total.tp + total.fn:>3} {'':>4} {total.tp:>3} {total.fp:>3} {total.fn:>3} "
-              f"{total.ignored:>3}  recall {fmt(total.recall)}  precision {fmt(total.precision)}")
-    return {"model": model, "class": cls, "tp": total.tp, "fp": total.fp, "fn": total.fn, "ignored": total.ignored,
-            "recall": total.recall, "precision": total.precision, "median_ms": ms, "per_image": rows}
+            print(
+                f"  {r['image']:<28} {r['gt']:>3} {r['pred']:>4} {r['tp']:>3} {r['fp']:>3} {r['fn']:>3} "
+                f"{r['ignored']:>3}  {'; '.join(notes)}"
+            )
+        print(
+            f"  {'TOTAL':<28} {total.tp + total.fn:>3} {'':>4} {total.tp:>3} {total.fp:>3} {total.fn:>3} "
+            f"{total.ignored:>3}  recall {fmt(total.recall)}  precision {fmt(total.precision)}"
+        )
+    return {
+        "model": model,
+        "class": cls,
+        "tp": total.tp,
+        "fp": total.fp,
+        "fn": total.fn,
+        "ignored": total.ignored,
+        "recall": total.recall,
+        "precision": total.precision,
+        "median_ms": ms,
+        "per_image": rows,
+    }
 
 
 def at_confidence(model: str, cls: str, photos: list[Photo], cache: dict, confidence: float) -> dict:
@@ -269,10 +298,18 @@ def at_confidence(model: str, cls: str, photos: list[Photo], cache: dict, confid
         gts = p.boxes(cls)
         if gts is not None:
             total.add(evaluate_boxes([d for d in dets if d.score >= confidence], gts, p.ignores(cls)))
-    print(f"\n{model} vs GT {cls} at confidence {confidence}: TP {total.tp} FP {total.fp} FN {total.fn}  "
-          f"recall {fmt(total.recall)}  precision {fmt(total.precision)}")
-    return {"confidence": confidence, "tp": total.tp, "fp": total.fp, "fn": total.fn, "recall": total.recall,
-            "precision": total.precision}
+    print(
+        f"\n{model} vs GT {cls} at confidence {confidence}: TP {total.tp} FP {total.fp} FN {total.fn}  "
+        f"recall {fmt(total.recall)}  precision {fmt(total.precision)}"
+    )
+    return {
+        "confidence": confidence,
+        "tp": total.tp,
+        "fp": total.fp,
+        "fn": total.fn,
+        "recall": total.recall,
+        "precision": total.precision,
+    }
 
 
 def mesh_coverage(photos: list[Photo], cache: dict) -> dict:
@@ -295,8 +332,14 @@ def mesh_coverage(photos: list[Photo], cache: dict) -> dict:
                 else:
                     lost.append(f"{p.name}:{[x0, y0, x1, y1]}")
         share = covered / n_faces if n_faces else float("nan")
-        out[model] = {"faces": n_faces, "covered": covered, "share": share, "keypoint_estimates": estimated,
-                      "median_ms": ms, "uncovered": lost}
+        out[model] = {
+            "faces": n_faces,
+            "covered": covered,
+            "share": share,
+            "keypoint_estimates": estimated,
+            "median_ms": ms,
+            "uncovered": lost,
+        }
         print(f"  {model:<32} {covered:>4}/{n_faces:<4} {fmt(share)} {estimated:>9} {ms:>6.1f}  {' '.join(lost)}")
     print("  (estimated = faces where the mesh failed and the shape came from BlazeFace keypoints)")
     return out
@@ -307,11 +350,15 @@ def eye_centres(photos: list[Photo], cache: dict, models: list[str] = EYE_MODELS
     faces, _ = detect_all(FACE_MODEL, photos, cache)
     n_eyes = sum(len(p.boxes("eyes") or []) for p in photos)
     print(f"\nAnnotated eye centres inside the mask (padding 0, blur 0), {n_eyes} eyes")
-    print("  (of found faces: only eyes whose centre lies in a face that mediapipe_face_full found; "
-          "pad 4: the API's default padding; box: the mask touches the eye box;\n"
-          "   IoU: mean over eyes of found faces of mask vs eye box, both cut to the box grown by half its size)")
-    print(f"  {'model':<32} {'inside':>9} {'share':>6} {'found faces':>11} {'pad 4':>6} {'box':>6} {'IoU':>6}  "
-          "missed (image:centre)")
+    print(
+        "  (of found faces: only eyes whose centre lies in a face that mediapipe_face_full found; "
+        "pad 4: the API's default padding; box: the mask touches the eye box;\n"
+        "   IoU: mean over eyes of found faces of mask vs eye box, both cut to the box grown by half its size)"
+    )
+    print(
+        f"  {'model':<32} {'inside':>9} {'share':>6} {'found faces':>11} {'pad 4':>6} {'box':>6} {'IoU':>6}  "
+        "missed (image:centre)"
+    )
     out = {}
     for model in models:
         preds, _ = detect_all(model, photos, cache)
@@ -338,13 +385,22 @@ def eye_centres(photos: list[Photo], cache: dict, models: list[str] = EYE_MODELS
                     missed.append(f"{p.name}:({cx:.0f},{cy:.0f}){'' if in_found else '[face not found]'}")
         share = hit / n_eyes if n_eyes else float("nan")
         share_found = hit_found / n_found if n_found else float("nan")
-        out[model] = {"eyes": n_eyes, "inside": hit, "share": share, "eyes_in_found_faces": n_found,
-                      "share_of_found_faces": share_found, "share_padding4": hit_pad / max(n_eyes, 1),
-                      "share_touching_box": touch / max(n_eyes, 1), "mean_box_iou": float(np.mean(ious)),
-                      "missed": missed}
-        print(f"  {model:<32} {hit:>4}/{n_eyes:<4} {fmt(share)} {fmt(share_found):>11} "
-              f"{fmt(hit_pad / max(n_eyes, 1))} {fmt(touch / max(n_eyes, 1))} {fmt(float(np.mean(ious)))}  "
-              f"{' '.join(missed)}")
+        out[model] = {
+            "eyes": n_eyes,
+            "inside": hit,
+            "share": share,
+            "eyes_in_found_faces": n_found,
+            "share_of_found_faces": share_found,
+            "share_padding4": hit_pad / max(n_eyes, 1),
+            "share_touching_box": touch / max(n_eyes, 1),
+            "mean_box_iou": float(np.mean(ious)),
+            "missed": missed,
+        }
+        print(
+            f"  {model:<32} {hit:>4}/{n_eyes:<4} {fmt(share)} {fmt(share_found):>11} "
+            f"{fmt(hit_pad / max(n_eyes, 1))} {fmt(touch / max(n_eyes, 1))} {fmt(float(np.mean(ious)))}  "
+            f"{' '.join(missed)}"
+        )
     return out
 
 
@@ -398,8 +454,13 @@ def feature_order(photos: list[Photo], cache: dict) -> dict:
     for c, vals in combo_iou.items():
         if vals:
             print(f"    {c:<18} {min(vals):.3f} / {float(np.mean(vals)):.3f}")
-    return {"faces": n, "checked": checked, "order_ok": ok_order, "problems": bad,
-            "combo_iou_min": {c: (min(v) if v else None) for c, v in combo_iou.items()}}
+    return {
+        "faces": n,
+        "checked": checked,
+        "order_ok": ok_order,
+        "problems": bad,
+        "combo_iou_min": {c: (min(v) if v else None) for c, v in combo_iou.items()},
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -427,8 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     photos, info = load_photos(args.eval_dir)
     print(f"{len(photos)} photos from {args.eval_dir}; box format: {info.get('box_format', '?')}")
-    print(f"matching: GT centre inside prediction or IoU >= {IOU_MATCH}; unmatched predictions centred in a "
-          f"same-class ignore box are dropped")
+    print(
+        f"matching: GT centre inside prediction or IoU >= {IOU_MATCH}; unmatched predictions centred in a "
+        f"same-class ignore box are dropped"
+    )
     cache: dict = {}
 
     results: dict = {"confidence": CONFIDENCE, "max_detections": MAX_DET, "targets": TARGETS}
@@ -446,18 +509,32 @@ def main(argv: list[str] | None = None) -> int:
     ff = results["faces_full"]
     checks = [
         (f"{FACE_MODEL} recall >= {TARGETS['face_recall']}", ff["recall"], ff["recall"] >= TARGETS["face_recall"]),
-        (f"{FACE_MODEL} precision >= {TARGETS['face_precision']}", ff["precision"],
-         ff["precision"] >= TARGETS["face_precision"]),
+        (
+            f"{FACE_MODEL} precision >= {TARGETS['face_precision']}",
+            ff["precision"],
+            ff["precision"] >= TARGETS["face_precision"],
+        ),
     ]
     for model, r in results["mesh_coverage"].items():
-        checks.append((f"{model} covers >= {TARGETS['mesh_coverage']:.0%} of faces", r["share"],
-                       r["share"] >= TARGETS["mesh_coverage"]))
+        checks.append(
+            (
+                f"{model} covers >= {TARGETS['mesh_coverage']:.0%} of faces",
+                r["share"],
+                r["share"] >= TARGETS["mesh_coverage"],
+            )
+        )
     for model, r in results["eye_centres"].items():
-        checks.append((f"{model} eye centres >= {TARGETS['eye_centres']:.0%}", r["share"],
-                       r["share"] >= TARGETS["eye_centres"]))
+        checks.append(
+            (f"{model} eye centres >= {TARGETS['eye_centres']:.0%}", r["share"], r["share"] >= TARGETS["eye_centres"])
+        )
     fs = results["feature_sanity"]
-    checks.append(("eyes above nose above lips on every face", fs["order_ok"] / max(fs["checked"], 1),
-                   fs["order_ok"] == fs["checked"] == fs["faces"]))
+    checks.append(
+        (
+            "eyes above nose above lips on every face",
+            fs["order_ok"] / max(fs["checked"], 1),
+            fs["order_ok"] == fs["checked"] == fs["faces"],
+        )
+    )
     results["checks"] = [{"check": n, "value": v, "pass": bool(ok)} for n, v, ok in checks]
 
     print("\n== targets ==")
@@ -465,10 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {verdict(ok)}  {name:<58} {fmt(value)}")
     passed = sum(ok for *_, ok in checks)
     tiles = results["faces_full_tiles"]
-    print(f"  {passed}/{len(checks)} targets met; informative: face_short recall {fmt(results['faces_short']['recall'])} "
-          f"precision {fmt(results['faces_short']['precision'])}, hands recall {fmt(results['hands']['recall'])} "
-          f"precision {fmt(results['hands']['precision'])}; face_full with tiles recall {fmt(tiles['recall'])} "
-          f"precision {fmt(tiles['precision'])}")
+    print(
+        f"  {passed}/{len(checks)} targets met; informative: face_short recall {fmt(results['faces_short']['recall'])} "
+        f"precision {fmt(results['faces_short']['precision'])}, hands recall {fmt(results['hands']['recall'])} "
+        f"precision {fmt(results['hands']['precision'])}; face_full with tiles recall {fmt(tiles['recall'])} "
+        f"precision {fmt(tiles['precision'])}"
+    )
     print(f"  ({time.perf_counter() - t0:.1f} s)")
 
     if args.json:

@@ -1,4 +1,4 @@
-"""The Image Masking API's tasks (DESIGN.md section 1): validation, execution and result shapes.
+"""The Image Masking API's tasks (docs/ARCHITECTURE.md): validation, execution and result shapes.
 
 Transport-free: the command line and the HTTP service give a `TaskContext` that knows how to find
 input images, load detectors and publish mask images; everything else is shared.
@@ -18,17 +18,28 @@ import numpy as np
 from .backends.base import Detector
 from .detection import ImageDetections
 from .errors import InvalidParameter, MaskMarginError
-from .images import encode_mask, to_data_uri
+from .images import FORMATS, encode_mask, to_data_uri
 from .masks import build_mask
-from .pipeline import MaskSettings, detect_arrays
+from .pipeline import detect_arrays
+from .settings import MaskSettings
 
-OUTPUT_FORMATS = ("JPG", "PNG", "WEBP")
+OUTPUT_FORMATS = tuple(FORMATS)
 OUTPUT_TYPES = ("base64Data", "dataURI", "URL")
 LOCAL_COST = 0.0  # local runs cost nothing; the field exists so clients can read it either way
 
 MASKING_FIELDS = {
-    "taskType", "taskUUID", "inputImage", "model", "confidence", "maxDetections", "maskPadding", "maskBlur",
-    "outputFormat", "outputType", "includeCost", "uploadEndpoint",
+    "taskType",
+    "taskUUID",
+    "inputImage",
+    "model",
+    "confidence",
+    "maxDetections",
+    "maskPadding",
+    "maskBlur",
+    "outputFormat",
+    "outputType",
+    "includeCost",
+    "uploadEndpoint",
 }
 UPLOAD_FIELDS = {"taskType", "taskUUID", "image"}
 
@@ -66,8 +77,10 @@ def is_uuid(value: str) -> bool:
 def _check_fields(task: dict, allowed: set[str]) -> None:
     unknown = sorted(set(task) - allowed)
     if unknown:
-        raise InvalidParameter(f"unknown field {unknown[0]!r} for {task.get('taskType')}; allowed: "
-                               f"{', '.join(sorted(allowed))}", parameter=unknown[0])
+        raise InvalidParameter(
+            f"unknown field {unknown[0]!r} for {task.get('taskType')}; allowed: {', '.join(sorted(allowed))}",
+            parameter=unknown[0],
+        )
 
 
 def _required_str(task: dict, name: str) -> str:
@@ -162,8 +175,9 @@ class TaskContext(ABC):
         if is_uuid(reference):
             found = self.images.get(reference.lower())
             if found is None:
-                raise InvalidParameter(f"no image with UUID {reference}: upload it first (imageUpload)",
-                                       parameter="inputImage")
+                raise InvalidParameter(
+                    f"no image with UUID {reference}: upload it first (imageUpload)", parameter="inputImage"
+                )
             return reference, found
         pixels = self.fetch_image(reference)
         return self.store_image(pixels), pixels
@@ -180,8 +194,9 @@ def run_masking(task: MaskingTask, context: TaskContext) -> dict[str, Any]:
     return masking_result(task, image_uuid, found, context, cost)
 
 
-def masking_result(task: MaskingTask, image_uuid: str, found: ImageDetections, context: TaskContext,
-                   cost: float | None = None) -> dict:
+def masking_result(
+    task: MaskingTask, image_uuid: str, found: ImageDetections, context: TaskContext, cost: float | None = None
+) -> dict:
     s = task.settings
     mask = build_mask(found, s.mask_padding, s.mask_blur)
     data = encode_mask(mask, task.output_format)
@@ -218,12 +233,9 @@ def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
     return {"taskType": "imageUpload", "taskUUID": task_uuid, "imageUUID": context.store_image(pixels)}
 
 
-def error_entry(exc: Exception, task: Any) -> dict[str, Any]:
+def error_dict(code: str, message: str, parameter: str | None = None, task: Any = None) -> dict[str, Any]:
+    """One entry of an answer's "errors" array, in the API's shape."""
     task = task if isinstance(task, dict) else {}
-    if isinstance(exc, MaskMarginError):
-        code, message, parameter = exc.code, exc.message, exc.parameter
-    else:  # a bug or library failure: say so without a traceback
-        code, message, parameter = "internalError", f"{type(exc).__name__}: {exc}", None
     return {
         "code": code,
         "message": message,
@@ -231,6 +243,13 @@ def error_entry(exc: Exception, task: Any) -> dict[str, Any]:
         "taskType": task.get("taskType"),
         "taskUUID": task.get("taskUUID"),
     }
+
+
+def error_entry(exc: Exception, task: Any) -> dict[str, Any]:
+    if isinstance(exc, MaskMarginError):
+        return error_dict(exc.code, exc.message, exc.parameter, task)
+    # a bug or library failure: say so without a traceback
+    return error_dict("internalError", f"{type(exc).__name__}: {exc}", None, task)
 
 
 def run_tasks(tasks: Any, context: TaskContext) -> dict[str, list]:
@@ -255,8 +274,9 @@ def run_tasks(tasks: Any, context: TaskContext) -> dict[str, list]:
                 data.append(run_upload(task, context))
                 seen.add(task["taskUUID"])
             else:
-                raise InvalidParameter(f"unsupported taskType {kind!r}; use imageMasking or imageUpload",
-                                       parameter="taskType")
+                raise InvalidParameter(
+                    f"unsupported taskType {kind!r}; use imageMasking or imageUpload", parameter="taskType"
+                )
         except Exception as exc:  # every task gets an answer; one failure never hides the others
             errors.append(error_entry(exc, task))
     out: dict[str, list] = {"data": data}

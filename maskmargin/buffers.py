@@ -14,14 +14,18 @@ import torch
 _NUMPY = {torch.float32: np.float32, torch.uint8: np.uint8, torch.bool: np.bool_}
 
 
-def empty(shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def empty(
+    shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """An uninitialised tensor of `shape` on `device`."""
     if torch.device(device).type == "cpu" and dtype in _NUMPY:
         return torch.from_numpy(np.empty(shape, dtype=_NUMPY[dtype]))
     return torch.empty(shape, device=device, dtype=dtype)
 
 
-def zeros(shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def zeros(
+    shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     return empty(shape, device, dtype).zero_()
 
 

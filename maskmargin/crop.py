@@ -19,50 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from . import buffers
-from .backends.base import Progress
 from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
 from .regions import Box, Region, find_regions, merge
 from .resample import resize
-
-# name -> (width, height); the sizes the base models were trained at
-WORKING_SIZES: dict[str, tuple[int, int]] = {
-    "512x512 (SD1.5)": (512, 512),
-    "512x768 (SD1.5 portrait)": (512, 768),
-    "768x512 (SD1.5 landscape)": (768, 512),
-    "768x768 (SD2)": (768, 768),
-    "1024x1024 (SDXL, Flux)": (1024, 1024),
-    "896x1152 (SDXL portrait)": (896, 1152),
-    "832x1216 (SDXL portrait)": (832, 1216),
-    "1152x896 (SDXL landscape)": (1152, 896),
-    "1216x832 (SDXL landscape)": (1216, 832),
-}
-MAX_WORKING_SIDE = 4096
-MAX_MARGIN = 4096
-
-
-@dataclass(frozen=True)
-class CropSettings:
-    """Validated on creation: errors name the parameter, values are never clamped."""
-
-    width: int = 512
-    height: int = 512
-    margin: int = 32
-    min_region_size: int = 8
-    merge_overlapping: bool = False
-
-    def __post_init__(self) -> None:
-        for name, value in (("width", self.width), ("height", self.height)):
-            if not isinstance(value, int) or not 64 <= value <= MAX_WORKING_SIDE or value % 8:
-                raise InvalidParameter(f"working {name} must be a multiple of 8 from 64 to {MAX_WORKING_SIDE} "
-                                       f"(the VAE works on 8-pixel blocks), got {value!r}", parameter=name)
-        if not isinstance(self.margin, int) or not 0 <= self.margin <= MAX_MARGIN:
-            raise InvalidParameter(f"mask_margin must be an integer from 0 to {MAX_MARGIN}, got {self.margin!r}",
-                                   parameter="mask_margin")
-        if not isinstance(self.min_region_size, int) or self.min_region_size < 0:
-            raise InvalidParameter(f"min_region_size must be an integer >= 0, got {self.min_region_size!r}",
-                                   parameter="min_region_size")
+from .settings import CropSettings, Progress
 
 
 @dataclass(frozen=True)
@@ -172,15 +134,18 @@ def check_masks(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     if masks.ndim == 2:
         masks = masks.unsqueeze(0)
     if masks.ndim != 3 or masks.shape[0] == 0:
-        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}",
-                               parameter="mask")
+        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}", parameter="mask")
     b, h, w = images.shape[:3]
     if tuple(masks.shape[1:]) != (h, w):
-        raise InvalidParameter(f"the mask is {masks.shape[2]}x{masks.shape[1]} but the image is {w}x{h}: "
-                               f"make the mask from this image (or resize it to match)", parameter="mask")
+        raise InvalidParameter(
+            f"the mask is {masks.shape[2]}x{masks.shape[1]} but the image is {w}x{h}: "
+            f"make the mask from this image (or resize it to match)",
+            parameter="mask",
+        )
     if masks.shape[0] not in (1, b):
-        raise InvalidParameter(f"{masks.shape[0]} masks for {b} images: give one mask, or one per image",
-                               parameter="mask")
+        raise InvalidParameter(
+            f"{masks.shape[0]} masks for {b} images: give one mask, or one per image", parameter="mask"
+        )
     return masks.expand(b, h, w).to(torch.float32)
 
 
@@ -197,12 +162,16 @@ def mask_margin_crop(
     masks = check_masks(images, masks)
     if detections is not None:
         if len(detections) != images.shape[0]:
-            raise InvalidParameter(f"{len(detections)} detection sets for {images.shape[0]} images: connect the "
-                                   f"detections made from this image batch", parameter="detections")
+            raise InvalidParameter(
+                f"{len(detections)} detection sets for {images.shape[0]} images: connect the "
+                f"detections made from this image batch",
+                parameter="detections",
+            )
         h, w = images.shape[1:3]
         if any((d.width, d.height) != (w, h) for d in detections):
-            raise InvalidParameter("the detections were made on images of another size than these",
-                                   parameter="detections")
+            raise InvalidParameter(
+                "the detections were made on images of another size than these", parameter="detections"
+            )
     rgb = rgb_tensor(images)
     device = torch.device(device) if device is not None else images.device
     plan = plan_crops(masks, detections, settings)
@@ -211,8 +180,9 @@ def mask_margin_crop(
     crop_masks = buffers.empty((n, settings.height, settings.width), device)
     for i, c in enumerate(plan):
         resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
-        resize(owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i],
-               smooth=True)
+        resize(
+            owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i], smooth=True
+        )
         if progress is not None:
             progress(i + 1, len(plan))
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .bounds import tight_bounds
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -131,12 +133,11 @@ def shape_detection(polygons: list[np.ndarray], score: float, label: str, width:
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     local = local[cy0 - y0 : max(cy1 - y0, cy0 - y0), cx0 - x0 : max(cx1 - x0, cx0 - x0)]
     x0, y0 = cx0, cy0
-    rows = np.flatnonzero(local.any(axis=1))
-    cols = np.flatnonzero(local.any(axis=0))
-    if len(rows) == 0:
+    rect = tight_bounds(local)
+    if rect is None:
         c = np.concatenate(polygons).mean(axis=0)
         return Detection((float(c[0]), float(c[1]), float(c[0]), float(c[1])), score, label)
-    local = local[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    bx0, by0 = x0 + int(cols[0]), y0 + int(rows[0])
+    local = local[rect[1] : rect[3], rect[0] : rect[2]]
+    bx0, by0 = x0 + rect[0], y0 + rect[1]
     box = (float(bx0), float(by0), float(bx0 + local.shape[1]), float(by0 + local.shape[0]))
     return Detection(box, score, label, mask=local, mask_box=(bx0, by0, bx0 + local.shape[1], by0 + local.shape[0]))

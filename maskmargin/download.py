@@ -72,8 +72,9 @@ def download_model(
         load_yolo_checkpoint(part)
     except MaskMarginError as e:
         part.unlink(missing_ok=True)
-        raise type(e)(f"{spec.file_name} was downloaded from {url} but deleted again: {e.message}",
-                      parameter="model") from e
+        raise type(e)(
+            f"{spec.file_name} was downloaded from {url} but deleted again: {e.message}", parameter="model"
+        ) from e
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -120,8 +121,9 @@ def _published_sha256(responses: list[httpx.Response]) -> str | None:
     return None
 
 
-def _fetch(client: httpx.Client, spec: ModelSpec, url: str, folder: Path, expected: str,
-           progress: DownloadProgress | None) -> Path:
+def _fetch(
+    client: httpx.Client, spec: ModelSpec, url: str, folder: Path, expected: str, progress: DownloadProgress | None
+) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{spec.file_name}.", suffix=".part", dir=folder)
     part = Path(name)
     digest = hashlib.sha256()

@@ -52,12 +52,6 @@ class AuthenticationError(RemoteError):
     code = "authenticationFailed"
 
 
-class Interrupted(MaskMarginError):
-    """The caller (e.g. ComfyUI's cancel button) stopped a remote run; requests in flight were cancelled."""
-
-    code = "interrupted"
-
-
 class UnsafeURL(InvalidParameter):
     """A URL that points at a private, loopback, link-local or reserved address, or is not http(s)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidParameter
 
-MASK_FORMATS = {"PNG": "PNG", "JPG": "JPEG", "WEBP": "WEBP"}
-MIME = {"PNG": "image/png", "JPG": "image/jpeg", "WEBP": "image/webp"}
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One outputFormat of the API: how PIL writes it, its media type and its file extension."""
+
+    pil: str
+    mime: str
+    extension: str
+
+
+# the API's outputFormat values; every front reads these (file names, Content-Type, data URIs)
+FORMATS: dict[str, ImageFormat] = {
+    "JPG": ImageFormat("JPEG", "image/jpeg", "jpg"),
+    "PNG": ImageFormat("PNG", "image/png", "png"),
+    "WEBP": ImageFormat("WEBP", "image/webp", "webp"),
+}
 
 
 def check_image_batch(images: torch.Tensor) -> torch.Tensor:
@@ -67,7 +82,7 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def sniff_format(data: bytes) -> str | None:
-    """"PNG", "JPG" or "WEBP" from the leading bytes, None for anything else.
+    """ "PNG", "JPG" or "WEBP" from the leading bytes, None for anything else.
 
     Checked before PIL sees untrusted bytes: once ultralytics is imported, its patched Image.open
     reacts to an unidentified file by trying to install a HEIF plugin, so garbage must not get there.
@@ -88,16 +103,20 @@ def decode_image_bytes(data: bytes, parameter: str = "inputImage", max_pixels: i
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("PNG", "JPEG", "WEBP", "MPO"):
-                raise InvalidParameter(f"unsupported image format {img.format}; use PNG, JPG or WEBP",
-                                       parameter=parameter)
+                raise InvalidParameter(
+                    f"unsupported image format {img.format}; use PNG, JPG or WEBP", parameter=parameter
+                )
             if max_pixels is not None and img.width * img.height > max_pixels:
-                raise InvalidParameter(f"{parameter} is {img.width}x{img.height}, more than this service's limit "
-                                       f"of {max_pixels} pixels", parameter=parameter)
+                raise InvalidParameter(
+                    f"{parameter} is {img.width}x{img.height}, more than this service's limit of {max_pixels} pixels",
+                    parameter=parameter,
+                )
             img.load()
             return pil_to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidParameter(f"{parameter} is not a readable PNG, JPG or WEBP image ({exc})",
-                               parameter=parameter) from exc
+        raise InvalidParameter(
+            f"{parameter} is not a readable PNG, JPG or WEBP image ({exc})", parameter=parameter
+        ) from exc
 
 
 def decode_data_uri_or_base64(text: str, parameter: str = "inputImage") -> bytes:
@@ -125,9 +144,9 @@ def encode_mask(mask: np.ndarray | torch.Tensor, fmt: str = "PNG") -> bytes:
     options = {"quality": 95} if fmt in ("JPG", "WEBP") else {"optimize": False}
     if fmt == "WEBP":
         options["lossless"] = True
-    Image.fromarray(u8, mode="L").save(buf, format=MASK_FORMATS[fmt], **options)
+    Image.fromarray(u8, mode="L").save(buf, format=FORMATS[fmt].pil, **options)
     return buf.getvalue()
 
 
 def to_data_uri(data: bytes, fmt: str) -> str:
-    return f"data:{MIME[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
+    return f"data:{FORMATS[fmt].mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -1,4 +1,4 @@
-"""Facial-feature landmark sets of the MediaPipe 468/478-point face mesh (DESIGN.md section 2).
+"""Facial-feature landmark sets of the MediaPipe 468/478-point face mesh, as used by the mesh-based models.
 
 Hard-coded because the sets exported by mediapipe differ across versions.
 """
@@ -15,8 +15,44 @@ LEFT_EYEBROW = (276, 282, 283, 285, 293, 295, 296, 300, 334, 336)
 RIGHT_EYEBROW = (46, 52, 53, 55, 63, 65, 66, 70, 105, 107)
 LEFT_IRIS = (473, 474, 475, 476, 477)
 RIGHT_IRIS = (468, 469, 470, 471, 472)
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+FACE_OVAL = (
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
+)
 NOSE = (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440)
 
 # ("ring", ordered outline), ("hull", unordered points) or ("eye", (corner, corner)): an ellipse over
@@ -32,10 +68,17 @@ EYE_HALF_WIDTH, EYE_HALF_HEIGHT = 0.7, 0.4  # of the corner-to-corner distance
 # are filled as their convex hull. Irises only exist in the refined (478-point) mesh.
 FEATURE_SHAPES: dict[str, tuple[Shape, ...]] = {
     "face": (("ring", FACE_OVAL),),
-    "eyes": (("hull", LEFT_EYE + LEFT_IRIS), ("eye", LEFT_EYE_CORNERS),
-             ("hull", RIGHT_EYE + RIGHT_IRIS), ("eye", RIGHT_EYE_CORNERS)),
-    "eyes_band": (("hull", LEFT_EYE + LEFT_IRIS + RIGHT_EYE + RIGHT_IRIS), ("eye", LEFT_EYE_CORNERS),
-                  ("eye", RIGHT_EYE_CORNERS)),
+    "eyes": (
+        ("hull", LEFT_EYE + LEFT_IRIS),
+        ("eye", LEFT_EYE_CORNERS),
+        ("hull", RIGHT_EYE + RIGHT_IRIS),
+        ("eye", RIGHT_EYE_CORNERS),
+    ),
+    "eyes_band": (
+        ("hull", LEFT_EYE + LEFT_IRIS + RIGHT_EYE + RIGHT_IRIS),
+        ("eye", LEFT_EYE_CORNERS),
+        ("eye", RIGHT_EYE_CORNERS),
+    ),
     "lips": (("ring", LIPS_OUTER),),
     "nose": (("hull", NOSE),),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,14 @@ def default_models_root() -> Path:
     return Path(os.environ.get("MASKMARGIN_MODELS_DIR", "models")).expanduser()
 
 
+def find_file(name: str, folders: Iterable[Path]) -> Path | None:
+    """The file of that name in the first folder that has it, None when none does."""
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 @dataclass(frozen=True)
 class ModelDirs:
     """Where model files are looked for (ComfyUI passes its own folders)."""
@@ -27,6 +36,16 @@ class ModelDirs:
 
     def yolo_dirs(self, spec: ModelSpec) -> tuple[Path, ...]:
         return self.segm if spec.subfolder == "segm" else self.bbox
+
+    def yolo_file(self, spec: ModelSpec) -> Path | None:
+        """A YOLO model's weights file where it is looked for, None when it is missing."""
+        return find_file(spec.file_name, self.yolo_dirs(spec)) if spec.file_name else None
+
+    def user_option(self, option: str) -> tuple[str, tuple[Path, ...]] | None:
+        """(file name, its folders) for a picker option "bbox/<file>.pt" or "segm/<file>.pt", else None."""
+        kind, sep, file_name = option.partition("/")
+        folders = {"bbox": self.bbox, "segm": self.segm}.get(kind)
+        return (file_name, folders) if sep and folders is not None else None
 
     def user_yolo_files(self) -> list[Path]:
         """Every `.pt` in the bbox and segm folders (Impact-Subpack users already fill them)."""
@@ -46,23 +65,21 @@ def resolve(model: str, dirs: ModelDirs | None = None) -> tuple[ModelSpec, Path 
     if spec is None and model.strip().lower().endswith(".pt"):
         path = Path(model).expanduser()
         if not path.is_file():
-            for folder in (*dirs.bbox, *dirs.segm):
-                if (folder / model).is_file():
-                    path = folder / model
-                    break
-            else:
+            found = find_file(model, (*dirs.bbox, *dirs.segm))
+            if found is None:
                 raise ModelNotAvailable(f"model file not found: {model}", parameter="model")
+            path = found
         return spec_for_file(path), path
     if spec is None:
         names = ", ".join(m.name for m in MODELS)
-        raise InvalidParameter(f"unknown model {model!r}; use one of: {names} (or an AIR id runware:35@1..15)",
-                               parameter="model")
+        raise InvalidParameter(
+            f"unknown model {model!r}; use one of: {names} (or an AIR id runware:35@1..15)", parameter="model"
+        )
     if not spec.needs_file:
         return spec, None
-    for folder in dirs.yolo_dirs(spec):
-        candidate = folder / spec.file_name
-        if candidate.is_file():
-            return spec, candidate
+    candidate = dirs.yolo_file(spec)
+    if candidate is not None:
+        return spec, candidate
     raise ModelNotAvailable(missing_file_message(spec, dirs), parameter="model")
 
 
@@ -107,6 +124,7 @@ def _build(spec: ModelSpec, path: Path | None, dirs: ModelDirs, device: str | No
     if spec.backend == "yolo":
         from .backends.yolo import YoloDetector
 
+        assert path is not None  # resolve() found the file
         return YoloDetector(spec, path, device=device)
     if spec.backend == "mediapipe_face":
         from .backends.mediapipe_faces import FaceDetector

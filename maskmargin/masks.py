@@ -1,6 +1,6 @@
 """Mask building: union of detections, exact Euclidean padding, and the outer fade band (maskBlur).
 
-Semantics (DESIGN.md section 1):
+Semantics (the API's maskPadding and maskBlur; docs/ARCHITECTURE.md has where this sits):
 - padding k > 0 keeps every pixel within Euclidean distance k of a detection's shape;
   k < 0 keeps only pixels farther than |k| from anything outside that detection's shape (each
   detection shrinks on its own, then the shapes are united). The image border does not erode.
@@ -86,8 +86,9 @@ def grow(mask: torch.Tensor, padding: int) -> torch.Tensor:
     return ~(distance_within(~mask, -padding) <= -padding)
 
 
-def box_distance(rect: tuple[int, int, int, int], window: tuple[int, int, int, int],
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+def box_distance(
+    rect: tuple[int, int, int, int], window: tuple[int, int, int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Exact distance from each pixel of `window` to the nearest pixel of the rectangle `rect`.
 
     Closed form (no search): the nearest pixel of a rectangle is the pixel clamped into it, so

@@ -12,55 +12,14 @@ import numpy as np
 import torch
 
 from . import buffers
-from .backends.base import Detector, Progress
+from .backends.base import Detector
 from .detection import ImageDetections
-from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor, to_uint8_rgb
 from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
+from .settings import MaskSettings, Progress
 from .tiling import detect_with_tiles
 from .workers import in_order
-
-MAX_DETECTIONS = 20
-
-
-@dataclass(frozen=True)
-class MaskSettings:
-    """The API's detection and mask parameters, validated on creation (never silently clamped)."""
-
-    confidence: float = 0.25
-    max_detections: int = 6
-    mask_padding: int = 4
-    mask_blur: int = 4
-    search_tiles: bool = False  # not an API parameter: also search overlapping tiles (tiling.py)
-
-    def __post_init__(self) -> None:
-        check_settings(self.confidence, self.max_detections, self.mask_padding, self.mask_blur)
-        if not isinstance(self.search_tiles, bool):
-            raise InvalidParameter(f"search_tiles must be true or false, got {self.search_tiles!r}",
-                                   parameter="search_tiles")
-
-
-PARAM_NAMES = ("confidence", "maxDetections", "maskPadding", "maskBlur")
-MAX_PADDING = 1024  # beyond this a padding is a mistake, not a wish (and costs O(k) passes)
-
-
-def check_settings(confidence: float, max_detections: int, padding: int, blur: int,
-                   names: tuple[str, str, str, str] = PARAM_NAMES) -> None:
-    def is_int(v: object) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0:
-        raise InvalidParameter(f"{names[0]} must be a number from 0 to 1, got {confidence!r}", parameter=names[0])
-    if not is_int(max_detections) or not 1 <= max_detections <= MAX_DETECTIONS:
-        raise InvalidParameter(f"{names[1]} must be an integer from 1 to {MAX_DETECTIONS}, got {max_detections!r}",
-                               parameter=names[1])
-    if not is_int(padding) or abs(padding) > MAX_PADDING:
-        raise InvalidParameter(f"{names[2]} must be an integer from -{MAX_PADDING} to {MAX_PADDING}, "
-                               f"got {padding!r}", parameter=names[2])
-    if not is_int(blur) or not 0 <= blur <= MAX_PADDING:
-        raise InvalidParameter(f"{names[3]} must be an integer from 0 to {MAX_PADDING}, got {blur!r}",
-                               parameter=names[3])
 
 
 def detect_arrays(
@@ -79,8 +38,7 @@ def detect_arrays(
     else:
         per_image = detector.detect_batch(images, settings.confidence, settings.max_detections, progress)
     return [
-        ImageDetections(img.shape[1], img.shape[0], tuple(dets), detector.name)
-        for img, dets in zip(images, per_image)
+        ImageDetections(img.shape[1], img.shape[0], tuple(dets), detector.name) for img, dets in zip(images, per_image)
     ]
 
 
@@ -125,7 +83,7 @@ def image_mask(
         if preview is not None:
             draw_preview(rgb_tensor(images[one]), masks[one], [image_found], out=preview[one])
 
-    if type(detector).detect_batch is not Detector.detect_batch:  # a backend that batches (YOLO, remote)
+    if detector.batches:
         arrays = to_uint8_rgb(images)
         found = detect_arrays(detector, arrays, settings, progress)
         for i, (array, image_found) in enumerate(zip(arrays, found)):
@@ -135,8 +93,13 @@ def image_mask(
     return MaskResult(masks, found, preview, torch.from_numpy(shown) if shown is not None else None)
 
 
-def _in_parallel(detector: Detector, images: torch.Tensor, settings: MaskSettings, progress: Progress | None,
-                 finish: Callable[[int, np.ndarray, ImageDetections], None]) -> list[ImageDetections]:
+def _in_parallel(
+    detector: Detector,
+    images: torch.Tensor,
+    settings: MaskSettings,
+    progress: Progress | None,
+    finish: Callable[[int, np.ndarray, ImageDetections], None],
+) -> list[ImageDetections]:
     """Each image converted, detected and finished (mask, thumbnail) by one of a few worker threads.
 
     MediaPipe's graphs run on one core each and the backends keep a graph per worker, so on two cores
@@ -159,15 +122,3 @@ def _in_parallel(detector: Detector, images: torch.Tensor, settings: MaskSetting
             if progress is not None:
                 progress(len(found), n)
     return found
-
-
-def stop_check(check: Callable[[], None] | None, update: Callable[[int, int], None] | None = None) -> Progress:
-    """A Progress callback that first honours interruption (`check` raises), then reports."""
-
-    def progress(done: int, total: int) -> None:
-        if check is not None:
-            check()
-        if update is not None:
-            update(done, total)
-
-    return progress

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .bounds import tight_bounds
 from .buffers import copy_of
 from .detection import ImageDetections
 from .workers import in_order
@@ -18,8 +19,9 @@ TINT = torch.tensor([1.0, 0.25, 0.1])  # orange-red: visible on skin and on dark
 BOX = torch.tensor([0.1, 1.0, 0.3])
 
 
-def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+def draw_preview(
+    rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections], out: torch.Tensor | None = None
+) -> torch.Tensor:
     """A new [B, H, W, 3] tensor (or `out`, filled): `rgb` with masks tinted at 45% and boxes outlined.
     Inputs are not modified."""
     if out is None:
@@ -30,8 +32,13 @@ def draw_preview(rgb: torch.Tensor, masks: torch.Tensor, found: list[ImageDetect
     return out
 
 
-def thumbnails(arrays: list[np.ndarray], masks: torch.Tensor, found: list[ImageDetections],
-               max_side: int = 512, out: np.ndarray | None = None) -> torch.Tensor:
+def thumbnails(
+    arrays: list[np.ndarray],
+    masks: torch.Tensor,
+    found: list[ImageDetections],
+    max_side: int = 512,
+    out: np.ndarray | None = None,
+) -> torch.Tensor:
     """[B, h, w, 3] uint8 previews no larger than `max_side`, from RGB uint8 images of the batch.
 
     Drawn in uint8 from start to end: a display only needs 8 bits, and JPEG takes them as they are.
@@ -77,8 +84,13 @@ def encode_jpeg(images: torch.Tensor, quality: int = 90) -> list[bytes]:
         return list(files)
 
 
-def _draw(out: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
-          scale: tuple[float, float] = (1.0, 1.0), sample: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+def _draw(
+    out: torch.Tensor,
+    masks: torch.Tensor,
+    found: list[ImageDetections],
+    scale: tuple[float, float] = (1.0, 1.0),
+    sample: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
     """Tint and outline in place on `out` [B, h, w, 3] (float 0..1 or uint8 0..255); boxes are in the
     source's pixels, times `scale`.
 
@@ -95,8 +107,9 @@ def _draw(out: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
         if sample is not None:
             mask = mask.index_select(0, sample[0]).index_select(1, sample[1])
         mask = mask.to(out.device, torch.float32)
-        ys, xs = _bounds(mask)
-        if ys is not None:  # tint only inside the mask's bounding rectangle
+        rect = tight_bounds(mask)
+        if rect is not None:  # tint only inside the mask's bounding rectangle
+            ys, xs = slice(rect[1], rect[3]), slice(rect[0], rect[2])
             window = out[b, ys, xs]
             mixed = window.to(torch.float32).lerp_(tint.expand_as(window), 0.45 * mask[ys, xs].unsqueeze(-1))
             mixed.clamp_(0, peak)
@@ -111,11 +124,3 @@ def _draw(out: torch.Tensor, masks: torch.Tensor, found: list[ImageDetections],
             out[b, max(y1 - t, y0) : y1, x0:x1] = colour
             out[b, y0:y1, x0 : min(x0 + t, x1)] = colour
             out[b, y0:y1, max(x1 - t, x0) : x1] = colour
-
-
-def _bounds(mask: torch.Tensor) -> tuple[slice | None, slice | None]:
-    rows = torch.nonzero(mask.amax(dim=1) > 0)
-    if len(rows) == 0:
-        return None, None
-    cols = torch.nonzero(mask.amax(dim=0) > 0)
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .bounds import tight_bounds
 from .detection import ImageDetections
 from .masks import box_distance
 
@@ -58,12 +59,10 @@ def find_regions(mask: torch.Tensor, found: ImageDetections | None = None, min_s
 
     # label only the rectangle that holds the mask (max > 0 is any > 0, and reduces faster): a face on a
     # 4K frame then costs a small fraction of the frame
-    rows = torch.nonzero(mask.amax(dim=1) > 0)
-    if not len(rows):
+    rect = tight_bounds(mask)
+    if rect is None:
         return []
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = torch.nonzero(mask[y0:y1].amax(dim=0) > 0)
-    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    x0, y0, x1, y1 = rect
     on = (mask[y0:y1, x0:x1] > 0).cpu().numpy().view(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(on, connectivity=8)
     frame = Labels(labels, x0, y0, mask.shape[1], mask.shape[0])
@@ -98,8 +97,8 @@ def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> li
     touching: dict[int, list[int]] = {}  # part index -> detections whose box holds some of its pixels
     for j, box in enumerate(boxes):
         present = np.bincount(frame.at(box).ravel(), minlength=1)  # counting beats sorting (np.unique)
-        for k in np.flatnonzero(present[1:]):
-            touching.setdefault(int(k), []).append(j)
+        for part_index in np.flatnonzero(present[1:]):  # (not `k`: numpy 2's stubs type it apart from the int below)
+            touching.setdefault(int(part_index), []).append(j)
     pieces: dict[int, list[Region]] = {}  # detection -> pieces of the mask it owns
     orphans: list[Region] = []
     for k, box in enumerate(parts):
@@ -128,8 +127,8 @@ def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> li
 
 def _tight(box: Box, owned: np.ndarray) -> Region:
     """The region of `owned` (placed at `box`) with its box shrunk to the pixels it owns."""
-    rows, cols = np.flatnonzero(owned.any(axis=1)), np.flatnonzero(owned.any(axis=0))
-    if not len(rows):
+    rect = tight_bounds(owned)
+    if rect is None:
         return Region(box, owned)
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    x0, y0, x1, y1 = rect
     return Region((box[0] + x0, box[1] + y0, box[0] + x1, box[1] + y1), owned[y0:y1, x0:x1])

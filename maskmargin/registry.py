@@ -56,12 +56,27 @@ MODELS: tuple[ModelSpec, ...] = (
     _yolo("hand_yolov8n", "runware:35@3", "hands, boxes", "hands", seg=False),
     _yolo("person_yolov8n-seg", "runware:35@4", "people, segmentation", "people", seg=True),
     _yolo("person_yolov8s-seg", "runware:35@5", "people, segmentation", "people", seg=True),
-    ModelSpec("mediapipe_face_full", "runware:35@6", "mediapipe_face", "faces (full-range BlazeFace), boxes",
-              "face", "box", option="full"),
-    ModelSpec("mediapipe_face_short", "runware:35@7", "mediapipe_face", "faces (short-range BlazeFace), boxes",
-              "face", "box", option="short"),
-    ModelSpec("mediapipe_face_mesh", "runware:35@8", "mediapipe_mesh", "face shape (mesh hull)",
-              "face", "mesh", option="face"),
+    ModelSpec(
+        "mediapipe_face_full",
+        "runware:35@6",
+        "mediapipe_face",
+        "faces (full-range BlazeFace), boxes",
+        "face",
+        "box",
+        option="full",
+    ),
+    ModelSpec(
+        "mediapipe_face_short",
+        "runware:35@7",
+        "mediapipe_face",
+        "faces (short-range BlazeFace), boxes",
+        "face",
+        "box",
+        option="short",
+    ),
+    ModelSpec(
+        "mediapipe_face_mesh", "runware:35@8", "mediapipe_mesh", "face shape (mesh hull)", "face", "mesh", option="face"
+    ),
     _mesh("mediapipe_face_mesh_eyes_only", "runware:35@9", "both eyes, one band per face", "eyes_band"),
     _mesh("eyes_lips_mesh", "runware:35@10", "eyes + lips", "eyes+lips"),
     _mesh("nose_eyes_mesh", "runware:35@11", "nose + eyes", "nose+eyes"),
@@ -70,10 +85,24 @@ MODELS: tuple[ModelSpec, ...] = (
     _mesh("lips_mesh_mediapipe", "runware:35@14", "lips", "lips"),
     _mesh("eyes_mesh_mediapipe", "runware:35@15", "eyes (each eye its own shape)", "eyes"),
     # Extras: offline models from MediaPipe's files (palm + hand landmarks, selfie); not part of the Image Masking API.
-    ModelSpec("extra_mediapipe_hands", None, "mediapipe_hands", "hands (palm + hand-landmark models), boxes",
-              "extras", "box", extra=True),
-    ModelSpec("extra_mediapipe_person_selfie", None, "mediapipe_selfie",
-              "people (selfie segmentation, all people as one region)", "extras", "segmentation", extra=True),
+    ModelSpec(
+        "extra_mediapipe_hands",
+        None,
+        "mediapipe_hands",
+        "hands (palm + hand-landmark models), boxes",
+        "extras",
+        "box",
+        extra=True,
+    ),
+    ModelSpec(
+        "extra_mediapipe_person_selfie",
+        None,
+        "mediapipe_selfie",
+        "people (selfie segmentation, all people as one region)",
+        "extras",
+        "segmentation",
+        extra=True,
+    ),
 )
 
 _BY_KEY = {m.name.lower(): m for m in MODELS} | {m.air.lower(): m for m in MODELS if m.air}

@@ -13,12 +13,19 @@ import torch.nn.functional as F
 from . import buffers
 
 
-def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
-           out: torch.Tensor | None = None, smooth: bool = False) -> torch.Tensor:
+def resize(
+    x: torch.Tensor,
+    height: int,
+    width: int,
+    kernel: str | None = None,
+    out: torch.Tensor | None = None,
+    smooth: bool = False,
+) -> torch.Tensor:
     """`x` ([h, w, C] or [h, w]) resized to [height, width, ...] as float32, on x's device; x is not modified.
 
     Shrinking averages areas (no aliasing); enlarging is bicubic, clamped to 0..1 (or to the source's
-    range where that is wider) so it never rings past black or white. `kernel` "opencv" or "torch" overrides the choice by device.
+    range where that is wider) so it never rings past black or white. `kernel` "opencv" or "torch"
+    overrides the choice by device.
     `out`, when given, is the contiguous float32 tensor to write into (e.g. one slot of a batch).
     `smooth` content (masks) is enlarged bilinearly: cheaper, and it cannot overshoot.
     """
@@ -34,8 +41,12 @@ def resize(x: torch.Tensor, height: int, width: int, kernel: str | None = None,
         dst = out.numpy()
         if dst.ndim == 3 and dst.shape[2] == 1:  # OpenCV keeps single-channel images 2-d
             dst = dst[..., 0]
-        cv2.resize(src if src.ndim == 2 or src.shape[2] > 1 else src[..., 0], (width, height), dst=dst,
-                   interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR if smooth else cv2.INTER_CUBIC)
+        cv2.resize(
+            src if src.ndim == 2 or src.shape[2] > 1 else src[..., 0],
+            (width, height),
+            dst=dst,
+            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR if smooth else cv2.INTER_CUBIC,
+        )
         if not shrink and not smooth:
             lo, hi = min(float(src.min()), 0.0), max(float(src.max()), 1.0)
             if (lo, hi) == (0.0, 1.0):  # the usual case: two SIMD passes, ten times faster than np.clip

@@ -122,7 +122,7 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
     with _lock:  # torch's allow-list is one process-wide set: one restricted load at a time
         try:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(blob))
-        except Exception as e:  # noqa: BLE001 - torch reports damage as ValueError/RuntimeError/zip errors
+        except Exception as e:
             raise _damaged(path, blob, e) from e
         entries, refused = _allow_entries(needed)
         if refused:
@@ -144,7 +144,7 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
                 f"Only use it if you know where it comes from; then {_trust_hint(digest)}",
                 parameter="model",
             ) from e
-        except Exception as e:  # noqa: BLE001 - truncated data shows up as RuntimeError/EOFError/...
+        except Exception as e:
             raise _damaged(path, blob, e) from e
         finally:
             _remove_safe_globals(added)
@@ -153,9 +153,10 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
 def _load_trusted(blob: bytes, path: Path) -> Any:
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=False, pickle_module=_legacy_pickle)
-    except Exception as e:  # noqa: BLE001 - anything the file's own code raises, or damage
-        raise ModelNotAvailable(f"trusted model file {path} could not be loaded: {type(e).__name__}: {e}",
-                                parameter="model") from e
+    except Exception as e:
+        raise ModelNotAvailable(
+            f"trusted model file {path} could not be loaded: {type(e).__name__}: {e}", parameter="model"
+        ) from e
 
 
 def _reason(error: Exception) -> str:
@@ -188,7 +189,8 @@ def _remove_safe_globals(entries: list) -> None:
     if not entries:
         return
     remove = getattr(torch.serialization, "_remove_safe_globals", None) or getattr(
-        torch._weights_only_unpickler, "_remove_safe_globals", None)
+        torch._weights_only_unpickler, "_remove_safe_globals", None
+    )
     if remove is not None:
         remove(entries)
         return
@@ -250,23 +252,30 @@ def _module_class(name: str) -> type | None:
 def _modern_module(module: str) -> str:
     for old, new in _LEGACY_MODULES.items():
         if module == old or module.startswith(old + "."):
-            return new + module[len(old):]
+            return new + module[len(old) :]
     return module
 
 
 def _import_ultralytics_nn() -> None:
     try:
         import ultralytics.nn.tasks  # noqa: F401  (also imports ultralytics.nn.modules.*)
-    except Exception as e:  # noqa: BLE001
-        raise BackendBroken(f"ultralytics is not installed or broken ({type(e).__name__}: {e}); "
-                            "install ultralytics>=8.3.47 to use YOLO models") from e
+    except Exception as e:
+        raise ultralytics_broken(e) from e
+
+
+def ultralytics_broken(e: Exception) -> BackendBroken:
+    """The error for an ultralytics that cannot be imported: never reported as "nothing detected"."""
+    return BackendBroken(
+        f"ultralytics is not installed or broken ({type(e).__name__}: {e}); "
+        "install ultralytics>=8.3.47 to use YOLO models"
+    )
 
 
 def _build_only(cls: type) -> type:
     """A stand-in for `cls` that only allocates: calling it never runs `cls.__init__`."""
 
     def __new__(_stand_in, *_args, **_kwargs):
-        return cls.__new__(cls)
+        return cls.__new__(cls)  # type: ignore[call-overload]  # cls is any allow-listed class
 
     return type(cls.__name__, (), {"__new__": __new__, "__module__": __name__})
 
@@ -328,7 +337,7 @@ def _fixed_entries() -> dict[str, list]:
     def namespace() -> type | None:
         try:
             from ultralytics.utils import IterableSimpleNamespace
-        except Exception:  # noqa: BLE001 - reported when a model class is needed
+        except Exception:
             return None
         return IterableSimpleNamespace
 
@@ -356,6 +365,6 @@ class _LegacyUnpickler(pickle.Unpickler):
 
 
 _legacy_pickle = types.ModuleType("maskmargin_legacy_pickle")
-_legacy_pickle.Unpickler = _LegacyUnpickler
-_legacy_pickle.load = lambda file, **kw: _LegacyUnpickler(file, **kw).load()
+_legacy_pickle.Unpickler = _LegacyUnpickler  # type: ignore[attr-defined]
+_legacy_pickle.load = lambda file, **kw: _LegacyUnpickler(file, **kw).load()  # type: ignore[attr-defined]
 _legacy_pickle.__dict__.update({k: getattr(pickle, k) for k in ("UnpicklingError", "HIGHEST_PROTOCOL")})

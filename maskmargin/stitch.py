@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from .backends.base import Progress
 from .buffers import copy_of
 from .crop import CropResult
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
 from .resample import resize
+from .settings import Progress
 from .workers import in_order
 
 
@@ -26,7 +26,9 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
     if inpainted.shape[0] != expected:
         raise InvalidParameter(
             f"Inpaint Stitch got {inpainted.shape[0]} images for {expected} crops: connect the sampler's output "
-            f"for the whole crop batch of the Mask Margin Crop that made this stitch", parameter="image")
+            f"for the whole crop batch of the Mask Margin Crop that made this stitch",
+            parameter="image",
+        )
     out = copy_of(source)  # a new tensor: images without a region (all of them, with a placeholder) pass through
     inpainted = rgb_tensor(inpainted)
 

@@ -49,8 +49,7 @@ def tile_rects(width: int, height: int) -> list[tuple[int, int, int, int]]:
     return [(x, y, x + tw, y + th) for y in ys for x in xs]
 
 
-def detect_with_tiles(detector: Detector, image: np.ndarray, confidence: float,
-                      max_detections: int) -> list[Detection]:
+def detect_with_tiles(detector: Detector, image: np.ndarray, confidence: float, max_detections: int) -> list[Detection]:
     """Detections on the whole image and on its tiles, merged, then selected as the API says."""
     h, w = image.shape[:2]
     rects = tile_rects(w, h)
@@ -66,8 +65,12 @@ def _cut(box: Sequence[float], rect: tuple[int, int, int, int], width: int, heig
     """Whether a box (tile pixels) touches an edge of the tile that lies inside the image."""
     x0, y0, x1, y1 = box
     tw, th = rect[2] - rect[0], rect[3] - rect[1]
-    return ((rect[0] > 0 and x0 <= EDGE) or (rect[1] > 0 and y0 <= EDGE)
-            or (rect[2] < width and x1 >= tw - EDGE) or (rect[3] < height and y1 >= th - EDGE))
+    return (
+        (rect[0] > 0 and x0 <= EDGE)
+        or (rect[1] > 0 and y0 <= EDGE)
+        or (rect[2] < width and x1 >= tw - EDGE)
+        or (rect[3] < height and y1 >= th - EDGE)
+    )
 
 
 def merge(detections: list[Detection]) -> list[Detection]:

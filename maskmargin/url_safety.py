@@ -67,11 +67,12 @@ def checked_address(url: str, policy: URLPolicy, parameter: str) -> tuple[httpx.
         infos = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise InvalidParameter(f"{parameter} host {parsed.host!r} cannot be resolved", parameter=parameter) from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     refused = [a for a in addresses if not policy.allows(a)]
     if not addresses or refused:
         raise UnsafeURL(
-            f"{parameter} points at a private, loopback, link-local or reserved address ({refused[0] if refused else '?'}); "
+            f"{parameter} points at a private, loopback, link-local or reserved address "
+            f"({refused[0] if refused else '?'}); "
             "the service refuses those unless started with --allow-private-urls",
             parameter=parameter,
         )
@@ -97,8 +98,9 @@ def fetch(url: str, policy: URLPolicy, parameter: str = "inputImage") -> bytes:
                 request = client.build_request("GET", target, headers=headers, extensions=extensions)
                 response = client.send(request, stream=True)
             except httpx.HTTPError as exc:
-                raise InvalidParameter(f"{parameter} URL could not be fetched ({type(exc).__name__})",
-                                       parameter=parameter) from exc
+                raise InvalidParameter(
+                    f"{parameter} URL could not be fetched ({type(exc).__name__})", parameter=parameter
+                ) from exc
             try:
                 if response.status_code in REDIRECTS and "location" in response.headers:
                     url = urljoin(str(parsed), response.headers["location"])
@@ -124,7 +126,9 @@ def _read_capped(response: httpx.Response, limit: int, parameter: str) -> bytes:
                 raise too_big
             chunks.append(chunk)
     except httpx.HTTPError as exc:
-        raise InvalidParameter(f"{parameter} URL could not be read ({type(exc).__name__})", parameter=parameter) from exc
+        raise InvalidParameter(
+            f"{parameter} URL could not be read ({type(exc).__name__})", parameter=parameter
+        ) from exc
     return b"".join(chunks)
 
 
@@ -138,8 +142,10 @@ def put(url: str, data: bytes, content_type: str, policy: URLPolicy, parameter: 
             request = client.build_request("PUT", target, content=data, headers=headers, extensions=extensions)
             response = client.send(request)
     except httpx.HTTPError as exc:
-        raise MaskMarginError(f"{parameter} could not be reached ({type(exc).__name__})",
-                              parameter=parameter, code="uploadFailed") from exc
+        raise MaskMarginError(
+            f"{parameter} could not be reached ({type(exc).__name__})", parameter=parameter, code="uploadFailed"
+        ) from exc
     if response.status_code >= 300:
-        raise MaskMarginError(f"{parameter} answered HTTP {response.status_code}", parameter=parameter,
-                              code="uploadFailed")
+        raise MaskMarginError(
+            f"{parameter} answered HTTP {response.status_code}", parameter=parameter, code="uploadFailed"
+        )

@@ -53,6 +53,7 @@ def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
         return
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="maskmargin") as pool:
+
         def results() -> Iterator[R]:
             rest = iter(items)
             pending.extend(pool.submit(call, item) for item in islice(rest, 2 * workers))

@@ -13,10 +13,9 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from ..maskmargin.backends.base import Progress
 from ..maskmargin.loader import ModelDirs
-from ..maskmargin.pipeline import stop_check
 from ..maskmargin.preview import encode_jpeg
+from ..maskmargin.settings import Progress, stop_check
 
 # The folder names Impact-Subpack registers too, so both packs share one set of YOLO files.
 FOLDERS = {
@@ -52,7 +51,9 @@ def output_device():
 def progress_for(total: int) -> Progress:
     """A progress callback that updates ComfyUI's bar and stops when the user cancels the run."""
     bar = comfy.utils.ProgressBar(total)
-    return stop_check(mm.throw_exception_if_processing_interrupted, lambda done, total: bar.update_absolute(done, total))
+    return stop_check(
+        mm.throw_exception_if_processing_interrupted, lambda done, total: bar.update_absolute(done, total)
+    )
 
 
 def output_used(dynprompt, node_id: str | None, index: int) -> bool:

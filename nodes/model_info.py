@@ -12,9 +12,10 @@ from pathlib import Path
 import folder_paths
 from aiohttp import web
 
+from ..maskmargin.loader import find_file
 from ..maskmargin.registry import MODELS, ModelSpec, spec_for_file
 from . import comfy_env
-from .image_mask import model_options
+from .types import model_options
 
 ROUTE = "/maskmargin/models"
 GROUPS = ("face", "facial features", "hands", "people", "extras", "user")  # the picker's order
@@ -38,13 +39,15 @@ def describe(spec: ModelSpec, folders: tuple[Path, ...], models_root: Path, opti
         "needs_file": spec.needs_file,
         "remote": spec.air is not None,  # only the 15 API models run remotely
     }
-    if spec.needs_file:
-        present = [f for f in folders if (f / spec.file_name).is_file()]
+    if spec.file_name:  # a YOLO model: its file is looked for
+        present = find_file(spec.file_name, folders)
         entry |= {
             "file_name": spec.file_name,
-            "present": bool(present),
-            "folder": _shown((present or folders or (Path("ultralytics") / (spec.subfolder or "bbox"),))[0],
-                             models_root),
+            "present": present is not None,
+            "folder": _shown(
+                present.parent if present else (folders or (Path("ultralytics") / (spec.subfolder or "bbox"),))[0],
+                models_root,
+            ),
             "download_url": spec.download_url,
         }
     return entry
@@ -60,9 +63,8 @@ def model_info() -> dict:
         if spec is not None:
             entries.append(describe(spec, dirs.yolo_dirs(spec), models_root))
             continue
-        kind, _, file_name = option.partition("/")  # a user's own bbox/x.pt or segm/x.pt
-        user = spec_for_file(Path(kind) / file_name)
-        folders = {"bbox": dirs.bbox, "segm": dirs.segm}.get(kind, ())
+        _, folders = dirs.user_option(option) or (option, ())  # a user's own bbox/x.pt or segm/x.pt
+        user = spec_for_file(Path(option))
         entries.append(describe(user, folders, models_root, option))
     return {"groups": list(GROUPS), "models": entries}
 

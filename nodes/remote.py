@@ -15,10 +15,11 @@ import comfy.model_management as mm
 import folder_paths
 from aiohttp import web
 
-from ..maskmargin import remote_settings
 from ..maskmargin.errors import MaskMarginError
 from ..maskmargin.registry import ModelSpec
-from ..maskmargin.remote_client import RemoteConfig, RemoteDetector, remote_model
+from ..maskmargin.remote import settings as remote_settings
+from ..maskmargin.remote.config import RemoteConfig
+from ..maskmargin.remote.detector import RemoteDetector, remote_model
 from . import comfy_env
 
 log = logging.getLogger("maskmargin")
@@ -51,8 +52,9 @@ async def _post(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError):
         body = None
     if not isinstance(body, dict) or not set(body) <= {"apiKey", "apiUrl"} or not body:
-        return web.json_response({"error": 'send {"apiKey": "...", "apiUrl": "..."} (either may be "" to clear)'},
-                                 status=400)
+        return web.json_response(
+            {"error": 'send {"apiKey": "...", "apiUrl": "..."} (either may be "" to clear)'}, status=400
+        )
     try:
         remote_settings.save(settings_dir(), body.get("apiKey"), body.get("apiUrl"))
     except MaskMarginError as exc:

@@ -41,8 +41,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "MaskMargin"
@@ -302,13 +303,11 @@ class ComfyServer:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         # Keep __pycache__ out of the ComfyUI checkout and this repository; reuse it across runs.
-        env.setdefault(
-            "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "maskmargin-comfyui-pycache")
-        )
+        env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "maskmargin-comfyui-pycache"))
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = DEFAULT_START_TIMEOUT, attempts: int = 3) -> "ComfyServer":
+    def start(self, timeout: float = DEFAULT_START_TIMEOUT, attempts: int = 3) -> ComfyServer:
         for attempt in range(attempts):
             self._prepare_base()
             self.port = free_port()
@@ -346,9 +345,7 @@ class ComfyServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise ComfyError(
-                    self._with_log(f"ComfyUI did not answer /object_info within {timeout:.0f} s")
-                )
+                raise ComfyError(self._with_log(f"ComfyUI did not answer /object_info within {timeout:.0f} s"))
             time.sleep(0.5)
 
     def stop(self, remove_base: bool | None = None) -> None:
@@ -382,7 +379,7 @@ class ComfyServer:
         if remove_base:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> "ComfyServer":
+    def __enter__(self) -> ComfyServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -487,6 +484,20 @@ class ComfyServer:
             root = roots.get(item.get("type", "output"), self.output_dir)
             paths.append(root / (item.get("subfolder") or "") / item["filename"])
         return paths
+
+    def saved_images(self, history: dict, node_id: str) -> list[Any]:
+        """The images one node (SaveImage, PreviewImage) wrote in a run, as numpy arrays, in its order."""
+        import numpy as np
+        from PIL import Image
+
+        entries = history["outputs"][node_id]["images"]
+        roots = {"output": self.output_dir, "temp": self.temp_dir, "input": self.input_dir}
+        return [
+            np.asarray(
+                Image.open(roots.get(e.get("type", "output"), self.output_dir) / e.get("subfolder", "") / e["filename"])
+            )
+            for e in entries
+        ]
 
     # ---- inputs --------------------------------------------------------------------------------
 

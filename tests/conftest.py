@@ -14,6 +14,15 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from comfy_harness import ComfyUnavailable, comfyui_dir_from_env, start_from_env  # noqa: E402
+from loopback import SERVICE_KEY, Service  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def service():
+    """A real `serve` on 127.0.0.1 (loopback.Service) that requires SERVICE_KEY."""
+    s = Service(api_key=SERVICE_KEY)
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

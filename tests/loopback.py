@@ -19,7 +19,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from maskmargin.server import ServiceConfig, make_server
+from maskmargin.service.core import ServiceConfig
+from maskmargin.service.http import make_server
 
 DROP = object()
 
@@ -130,18 +131,26 @@ def box_mask(width: int, height: int, boxes: list[tuple[int, int, int, int]]) ->
     return mask
 
 
-def masking_answer(boxes=((10, 20, 30, 50),), output: str = "base64Data", mask_size=None, url_base: str = "",
-                   cost: float | None = 0.0013) -> Callable[[Request], Reply]:
+def masking_answer(
+    boxes=((10, 20, 30, 50),),
+    output: str = "base64Data",
+    mask_size=None,
+    url_base: str = "",
+    cost: float | None = 0.0013,
+) -> Callable[[Request], Reply]:
     """A step answering an imageMasking task with box-shaped detections (in the mask's pixels)."""
 
     def step(request: Request) -> Reply:
         task = request.tasks()[-1]
         w, h = mask_size or input_size(task)
         png = png_bytes(box_mask(w, h, list(boxes)))
-        result = {"taskType": "imageMasking", "taskUUID": task["taskUUID"],
-                  "inputImageUUID": "0b0e4f6a-3d1c-4c47-9a43-7d0d5ad0b001",
-                  "detections": [dict(zip(("x_min", "y_min", "x_max", "y_max"), b)) for b in boxes],
-                  "maskImageUUID": "7f6d3e7a-1d2c-4b4e-8f0a-5c2b9b1d0c02"}
+        result = {
+            "taskType": "imageMasking",
+            "taskUUID": task["taskUUID"],
+            "inputImageUUID": "0b0e4f6a-3d1c-4c47-9a43-7d0d5ad0b001",
+            "detections": [dict(zip(("x_min", "y_min", "x_max", "y_max"), b)) for b in boxes],
+            "maskImageUUID": "7f6d3e7a-1d2c-4b4e-8f0a-5c2b9b1d0c02",
+        }
         if cost is not None:
             result["cost"] = cost
         if output == "base64Data":
@@ -190,6 +199,9 @@ def wait_for_hangup(request: Request, seconds: float = 10) -> bool:
 
 def drop(request: Request):
     return DROP
+
+
+SERVICE_KEY = "svc-key-0a9b8c7d6e5f"  # the key of the `service` fixture's server
 
 
 class Service:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import ASTRONAUT
 from PIL import Image
-
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui
@@ -27,7 +27,9 @@ HERE = Path(__file__).resolve().parent
 BROWSER_DIR = HERE / "browser"
 WORKFLOWS = sorted((HERE.parent / "example_workflows").glob("*.json"))
 RUN = "anonymize_faces"
-INPUT = "browser_astronaut.png"  # not example.png: other tests run the same graph, and ComfyUI would reuse their results
+INPUT = (
+    "browser_astronaut.png"  # not example.png: other tests run the same graph, and ComfyUI would reuse their results
+)
 KEY = "mm-browser-test-key-7d41c2"  # a throwaway key: saved through Settings, then cleared
 
 
@@ -55,10 +57,9 @@ def browser():
 def seen(browser, comfy, tmp_path_factory):
     """Run the browser once; returns the driver's report (see tests/browser/driver.mjs)."""
     chromium, node = browser
-    from skimage import data
 
-    Image.fromarray(data.astronaut()).save(comfy.input_dir / INPUT)
-    Image.fromarray(data.astronaut()).save(comfy.input_dir / "example.png")  # what the examples load (thumbnails)
+    Image.fromarray(ASTRONAUT).save(comfy.input_dir / INPUT)
+    Image.fromarray(ASTRONAUT).save(comfy.input_dir / "example.png")  # what the examples load (thumbnails)
     workflows = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
     for item in workflows[RUN]["nodes"]:
         if item["type"] == "LoadImage":
@@ -67,10 +68,22 @@ def seen(browser, comfy, tmp_path_factory):
     job = out / "job.json"
     probe = json.loads(json.dumps(workflows[RUN]))
     probe["nodes"][0]["type"] = "NoSuchNodeType"
-    job.write_text(json.dumps({"url": comfy.url, "out": str(out), "chromium": chromium, "workflows": workflows,
-                               "run": RUN, "apiKey": KEY, "probe": probe}))
-    done = subprocess.run([node, str(BROWSER_DIR / "driver.mjs"), str(job)], cwd=BROWSER_DIR,
-                          capture_output=True, text=True, timeout=600)
+    job.write_text(
+        json.dumps(
+            {
+                "url": comfy.url,
+                "out": str(out),
+                "chromium": chromium,
+                "workflows": workflows,
+                "run": RUN,
+                "apiKey": KEY,
+                "probe": probe,
+            }
+        )
+    )
+    done = subprocess.run(
+        [node, str(BROWSER_DIR / "driver.mjs"), str(job)], cwd=BROWSER_DIR, capture_output=True, text=True, timeout=600
+    )
     try:
         report = json.loads(done.stdout)
     except ValueError:
@@ -96,7 +109,9 @@ def test_missing_node_checks_see_an_unknown_node(seen):
 def test_example_workflow_loads_in_the_frontend(seen, name):
     loaded = seen["workflows"][name]
     assert loaded["nodes"] > 0
-    assert loaded["missing"] == [], f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
+    assert loaded["missing"] == [], (
+        f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
+    )
     assert not loaded["dialogs"], f"a dialog opened on load: {loaded['dialogs']} ({loaded['screenshot']})"
     assert Path(loaded["screenshot"]).is_file()
 
@@ -123,11 +138,21 @@ def test_anonymize_runs_from_the_run_button(seen, comfy):
     import torch
 
     from maskmargin.loader import load_detector
-    from maskmargin.pipeline import MaskSettings, image_mask
+    from maskmargin.pipeline import image_mask
+    from maskmargin.settings import MaskSettings
 
     settings = next(spec for spec in prompt.values() if spec["class_type"] == "MaskMarginImageMask")["inputs"]
-    mask = image_mask(load_detector("mediapipe_face_full"), torch.from_numpy(src[None].copy()).float().div(255), MaskSettings(
-        settings["confidence"], settings["max_detections"], settings["mask_padding"], settings["mask_blur"])).masks[0].numpy()
+    mask = (
+        image_mask(
+            load_detector("mediapipe_face_full"),
+            torch.from_numpy(src[None].copy()).float().div(255),
+            MaskSettings(
+                settings["confidence"], settings["max_detections"], settings["mask_padding"], settings["mask_blur"]
+            ),
+        )
+        .masks[0]
+        .numpy()
+    )
     diff = np.abs(out.astype(np.int16) - src.astype(np.int16))
     assert (mask > 0).mean() > 0.01, "a face was found"
     assert diff[mask == 0].max() <= 1, "outside the face: the photo (SaveImage truncates 255*x)"
@@ -184,8 +209,15 @@ def test_model_route_describes_every_choice(comfy):
     values = options[1]["options"] if options[0] == "COMBO" else options[0]
     assert [m["name"] for m in info["models"]] == values, "one entry per combo value, same order"
     by_name = {m["name"]: m for m in info["models"]}
-    assert by_name["face_yolov8n"].items() >= {"group": "face", "needs_file": True, "file_name": "face_yolov8n.pt",
-                                               "folder": "models/ultralytics/bbox"}.items()
+    assert (
+        by_name["face_yolov8n"].items()
+        >= {
+            "group": "face",
+            "needs_file": True,
+            "file_name": "face_yolov8n.pt",
+            "folder": "models/ultralytics/bbox",
+        }.items()
+    )
     assert by_name["mediapipe_face_full"]["needs_file"] is False
     assert by_name["eyes_lips_mesh"]["group"] == "facial features"
     assert by_name["extra_mediapipe_hands"]["group"] == "extras" and by_name["extra_mediapipe_hands"]["remote"] is False

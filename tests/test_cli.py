@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import ASTRONAUT
 from PIL import Image
-from skimage import data
 
 from maskmargin.cli import main
 from maskmargin.detection import ImageDetections
@@ -24,13 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("img") / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
+    Image.fromarray(ASTRONAUT).save(path)
     return path
 
 
 def task(photo, **fields):
-    base = {"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()), "inputImage": str(photo),
-            "model": "mediapipe_face_full"}
+    base = {
+        "taskType": "imageMasking",
+        "taskUUID": str(uuid.uuid4()),
+        "inputImage": str(photo),
+        "model": "mediapipe_face_full",
+    }
     return base | fields
 
 
@@ -54,7 +58,7 @@ def test_png_base64_mask_equals_the_engine_mask_and_boxes_match(tmp_path, photo,
     assert result["taskUUID"] == t["taskUUID"] and result["taskType"] == "imageMasking"
     assert uuid.UUID(result["inputImageUUID"]).version == 4 and uuid.UUID(result["maskImageUUID"]).version == 4
     assert result["cost"] == 0
-    dets = load_detector("mediapipe_face_full").detect(data.astronaut(), 0.25, 6)
+    dets = load_detector("mediapipe_face_full").detect(ASTRONAUT, 0.25, 6)
     assert result["detections"] == [d.to_api() for d in dets]
     box = result["detections"][0]
     assert 165 < box["x_min"] < 190 and 265 < box["x_max"] < 290
@@ -65,12 +69,13 @@ def test_png_base64_mask_equals_the_engine_mask_and_boxes_match(tmp_path, photo,
 
 
 def test_url_output_writes_a_file_and_data_uri_output(tmp_path, photo, capsys):
-    code, answer = run_cli(tmp_path, [task(photo, outputFormat="WEBP"),
-                                      task(photo, outputType="dataURI", outputFormat="JPG")], capsys)
+    code, answer = run_cli(
+        tmp_path, [task(photo, outputFormat="WEBP"), task(photo, outputType="dataURI", outputFormat="JPG")], capsys
+    )
     assert code == 0
     url = answer["data"][0]["maskImageURL"]
     assert url.startswith("file://") and url.endswith(".webp")
-    path = Path(url[len("file://"):])
+    path = Path(url[len("file://") :])
     assert path.parent == (tmp_path / "out").resolve() and Image.open(path).size == (512, 512)
     assert answer["data"][1]["maskImageDataURI"].startswith("data:image/jpeg;base64,")
     assert "cost" not in answer["data"][0]
@@ -159,13 +164,23 @@ def test_usage_errors_exit_2(tmp_path, capsys):
 def test_subprocess_exit_codes_and_stdout_is_pure_json(tmp_path, photo):
     tasks_file = tmp_path / "t.json"
     tasks_file.write_text(json.dumps([task(photo, outputType="base64Data", outputFormat="PNG")]))
-    ok = subprocess.run([sys.executable, "-m", "maskmargin", "run", str(tasks_file), "--output-dir",
-                         str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ok = subprocess.run(
+        [sys.executable, "-m", "maskmargin", "run", str(tasks_file), "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["data"][0]["detections"]
     tasks_file.write_text(json.dumps([task(photo, confidence=-0.1)]))
-    failed = subprocess.run([sys.executable, "-m", "maskmargin", "run", str(tasks_file)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    failed = subprocess.run(
+        [sys.executable, "-m", "maskmargin", "run", str(tasks_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert failed.returncode == 1 and json.loads(failed.stdout)["errors"][0]["parameter"] == "confidence"
 
 
@@ -173,16 +188,54 @@ def test_demo_writes_masks_previews_and_the_zoom_loop(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from maskmargin.demo import run_demo
+    from maskmargin.cli.demo import run_demo
 
     names = {p.name for p in run_demo(tmp_path)}
-    assert {"astronaut.png", "result.json", "mediapipe_face_full_mask.png", "eyes_mesh_mediapipe_preview.png",
-            "face_crop.png", "anonymized.png"} <= names
+    assert {
+        "astronaut.png",
+        "result.json",
+        "mediapipe_face_full_mask.png",
+        "eyes_mesh_mediapipe_preview.png",
+        "face_crop.png",
+        "anonymized.png",
+    } <= names
     photo = np.asarray(Image.open(tmp_path / "astronaut.png")).astype(int)
     anonymized = np.asarray(Image.open(tmp_path / "anonymized.png")).astype(int)
     changed = np.abs(photo - anonymized).max(axis=-1) > 1
     face = np.asarray(Image.open(tmp_path / "mediapipe_face_full_mask.png")) > 0
     assert changed.any() and changed[:, :100].sum() == 0, "only the face changes"
     ys, xs = np.nonzero(changed)
-    assert face[ys.min():ys.max() + 1, xs.min():xs.max() + 1].any()
+    assert face[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].any()
     assert Image.open(tmp_path / "face_crop.png").size == (512, 512)
+
+
+def test_relative_paths_are_read_from_the_tasks_files_folder_from_any_folder(tmp_path, monkeypatch):
+    jobs = tmp_path / "jobs"
+    (jobs / "photos").mkdir(parents=True)
+    Image.fromarray(ASTRONAUT).save(jobs / "photos" / "a.png")
+    tasks_file = jobs / "tasks.json"
+    tasks_file.write_text(json.dumps([task("photos/a.png", outputType="base64Data"), task("photos/missing.png")]))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # the installed console script, started outside the clone: the package is installed into the venv
+    script = Path(sys.executable).with_name("maskmargin")
+    result = subprocess.run(
+        [str(script), "run", str(tasks_file), "--output-dir", str(elsewhere / "out")],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        timeout=300,
+    )
+    answer = json.loads(result.stdout)
+    assert result.returncode == 1 and len(answer["data"]) == 1 and answer["data"][0]["detections"]
+    (error,) = answer["errors"]
+    assert error["parameter"] == "inputImage"
+    assert f"no such file: {jobs / 'photos' / 'missing.png'}" in error["message"]
+
+
+def test_an_over_long_base64_name_is_base64_not_a_file_error(tmp_path, capsys):
+    # text before the first '/' over the file system's 255-character name limit (ENAMETOOLONG when stat'ed)
+    bogus = "A" * 300 + "/" + "B" * 100
+    code, answer = run_cli(tmp_path, [task(bogus)], capsys)
+    assert code == 1 and answer["errors"][0]["code"] == "invalidParameter"
+    assert "not valid base64" in answer["errors"][0]["message"] or "not a PNG" in answer["errors"][0]["message"]

@@ -1,7 +1,6 @@
 """The ComfyUI test harness: a real server starts, runs a core graph, and loads this pack."""
 
 import pytest
-
 from comfy_harness import (
     REPO_ROOT,
     ComfyError,

@@ -6,26 +6,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from photos import ASTRONAUT
 from PIL import Image
-from skimage import data
+from workflow_api import to_api
 
 from maskmargin.loader import load_detector
-from maskmargin.pipeline import MaskSettings, image_mask
-from workflow_api import to_api
+from maskmargin.pipeline import image_mask
+from maskmargin.settings import MaskSettings
 
 WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / "example_workflows").glob("*.json"))
 
 
 def group_photo() -> np.ndarray:
     """512 x 512: four astronaut heads, two of them mirrored (a second photo with several faces)."""
-    head = np.asarray(Image.fromarray(data.astronaut()[10:250, 110:330]).resize((256, 256)))
+    head = np.asarray(Image.fromarray(ASTRONAUT[10:250, 110:330]).resize((256, 256)))
     row = np.concatenate([head, head[:, ::-1]], axis=1)
     return np.ascontiguousarray(np.concatenate([row[:, ::-1], row], axis=0))
-
-
-def saved(comfy, history, node_id):
-    entries = history["outputs"][node_id]["images"]
-    return [np.asarray(Image.open(comfy.output_dir / e.get("subfolder", "") / e["filename"])) for e in entries]
 
 
 def engine_masks(photos, model, settings):
@@ -35,7 +31,7 @@ def engine_masks(photos, model, settings):
 
 @pytest.fixture(scope="module")
 def photos(comfy):
-    astro, group = data.astronaut(), group_photo()
+    astro, group = ASTRONAUT, group_photo()
     Image.fromarray(astro).save(comfy.input_dir / "example.png")
     Image.fromarray(group).save(comfy.input_dir / "group.png")
     return astro, group
@@ -50,7 +46,10 @@ def test_example_workflow_uses_only_known_nodes_and_valid_choices(comfy, path):
     for node in prompt.values():
         if not node["class_type"].startswith("MaskMargin"):
             continue
-        specs = {**info[node["class_type"]]["input"]["required"], **info[node["class_type"]]["input"].get("optional", {})}
+        specs = {
+            **info[node["class_type"]]["input"]["required"],
+            **info[node["class_type"]]["input"].get("optional", {}),
+        }
         for name, value in node["inputs"].items():
             kind = specs[name][0]
             options = kind if isinstance(kind, list) else specs[name][1].get("options") if kind == "COMBO" else None
@@ -63,12 +62,21 @@ def test_anonymize_workflow_runs_end_to_end(comfy, photos):
     workflow = json.loads((WORKFLOWS[0].parent / "anonymize_faces.json").read_text())
     prompt = to_api(workflow, comfy.object_info())
     history = comfy.run(prompt)
-    (out,) = [img for node, spec in prompt.items() if spec["class_type"] == "SaveImage"
-              for img in saved(comfy, history, node)]
+    (out,) = [
+        img
+        for node, spec in prompt.items()
+        if spec["class_type"] == "SaveImage"
+        for img in comfy.saved_images(history, node)
+    ]
     assert out.shape == astro.shape
     mask_node = next(spec for spec in prompt.values() if spec["class_type"] == "MaskMarginImageMask")["inputs"]
-    mask = engine_masks([astro], "mediapipe_face_full", MaskSettings(
-        mask_node["confidence"], mask_node["max_detections"], mask_node["mask_padding"], mask_node["mask_blur"]))[0]
+    mask = engine_masks(
+        [astro],
+        "mediapipe_face_full",
+        MaskSettings(
+            mask_node["confidence"], mask_node["max_detections"], mask_node["mask_padding"], mask_node["mask_blur"]
+        ),
+    )[0]
     diff = np.abs(out.astype(np.int16) - astro.astype(np.int16))
     assert diff[mask == 0].max() <= 1, "outside the mask: the photo (SaveImage truncates 255*x)"
     assert diff[mask == 1].mean() > 10, "the face is changed"
@@ -88,21 +96,39 @@ def test_crop_invert_stitch_on_a_batch_changes_only_masked_pixels(comfy, photos)
         "2": {"class_type": "LoadImage", "inputs": {"image": "group.png"}},
         "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
         "4": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": "mediapipe_face_full"}},
-        "5": {"class_type": "MaskMarginImageMask", "inputs": {
-            "image": ["3", 0], "detector": ["4", 0], "confidence": 0.25, "max_detections": 10,
-            "mask_padding": 6, "mask_blur": 6}},
-        "6": {"class_type": "MaskMarginCrop", "inputs": {
-            "image": ["3", 0], "mask": ["5", 0], "detections": ["5", 1], "mask_margin": 32,
-            "working_size": "512x512 (SD1.5)", "custom_width": 768, "custom_height": 768, "min_region_size": 8,
-            "merge_overlapping": False}},
+        "5": {
+            "class_type": "MaskMarginImageMask",
+            "inputs": {
+                "image": ["3", 0],
+                "detector": ["4", 0],
+                "confidence": 0.25,
+                "max_detections": 10,
+                "mask_padding": 6,
+                "mask_blur": 6,
+            },
+        },
+        "6": {
+            "class_type": "MaskMarginCrop",
+            "inputs": {
+                "image": ["3", 0],
+                "mask": ["5", 0],
+                "detections": ["5", 1],
+                "mask_margin": 32,
+                "working_size": "512x512 (SD1.5)",
+                "custom_width": 768,
+                "custom_height": 768,
+                "min_region_size": 8,
+                "merge_overlapping": False,
+            },
+        },
         "7": {"class_type": "ImageInvert", "inputs": {"image": ["6", 0]}},
         "8": {"class_type": "MaskMarginStitch", "inputs": {"stitch": ["6", 2], "image": ["7", 0]}},
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "mm_inverted"}},
         "10": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "mm_crops"}},
     }
     history = comfy.run(graph)
-    outs = saved(comfy, history, "9")
-    crops = saved(comfy, history, "10")
+    outs = comfy.saved_images(history, "9")
+    crops = comfy.saved_images(history, "10")
     masks = engine_masks([astro, group], "mediapipe_face_full", MaskSettings(0.25, 10, 6, 6))
     assert len(outs) == 2 and len(crops) == 1 + 4, "one crop per face: 1 + 4"
     assert all(c.shape == (512, 512, 3) for c in crops)

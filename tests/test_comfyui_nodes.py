@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 import torch
 from comfy_harness import ComfyError
+from photos import ASTRONAUT
 from PIL import Image
 from skimage import data
 
 from maskmargin.loader import load_detector
-from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.pipeline import image_mask
 from maskmargin.registry import MODELS
+from maskmargin.settings import MaskSettings
 
 pytestmark = pytest.mark.comfyui
-
-
-def saved(comfy, history, node_id):
-    entries = history["outputs"][node_id]["images"]
-    return [np.asarray(Image.open(comfy.output_dir / e.get("subfolder", "") / e["filename"])) for e in entries]
 
 
 def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
@@ -26,9 +23,18 @@ def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}},
         "3": {"class_type": "MaskMarginDetectorLoader", "inputs": {"model": model}},
-        "4": {"class_type": "MaskMarginImageMask", "inputs": {
-            "image": ["2", 0], "detector": ["3", 0], "confidence": 0.25, "max_detections": 6,
-            "mask_padding": padding, "mask_blur": blur, "search_tiles": tiles}},
+        "4": {
+            "class_type": "MaskMarginImageMask",
+            "inputs": {
+                "image": ["2", 0],
+                "detector": ["3", 0],
+                "confidence": 0.25,
+                "max_detections": 6,
+                "mask_padding": padding,
+                "mask_blur": blur,
+                "search_tiles": tiles,
+            },
+        },
         "5": {"class_type": "MaskToImage", "inputs": {"mask": ["4", 0]}},
         "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "mm_mask"}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["4", 3], "filename_prefix": "mm_preview"}},
@@ -38,7 +44,7 @@ def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
 
 @pytest.fixture(scope="module")
 def astronaut(comfy):
-    Image.fromarray(data.astronaut()).save(comfy.input_dir / "astronaut.png")
+    Image.fromarray(ASTRONAUT).save(comfy.input_dir / "astronaut.png")
     return "astronaut.png"
 
 
@@ -47,9 +53,12 @@ def test_pack_loads_and_nodes_are_described(comfy):
     info = comfy.object_info()
     loader, mask = info["MaskMarginDetectorLoader"], info["MaskMarginImageMask"]
     assert loader["display_name"] == "Detector Loader" and mask["display_name"] == "Image Mask"
-    options = loader["input"]["required"]["model"][1]["options"] if isinstance(
-        loader["input"]["required"]["model"][1], dict) and "options" in loader["input"]["required"]["model"][1] \
+    options = (
+        loader["input"]["required"]["model"][1]["options"]
+        if isinstance(loader["input"]["required"]["model"][1], dict)
+        and "options" in loader["input"]["required"]["model"][1]
         else loader["input"]["required"]["model"][0]
+    )
     assert [m.name for m in MODELS] == [o for o in options if not o.startswith(("bbox/", "segm/"))]
     assert mask["output"] == ["MASK", "MASKMARGIN_DETECTIONS", "STRING", "IMAGE"]
 
@@ -57,12 +66,19 @@ def test_pack_loads_and_nodes_are_described(comfy):
 @pytest.mark.parametrize("model", ["eyes_mesh_mediapipe", "mediapipe_face_full"])
 def test_image_mask_runs_on_a_batch_and_matches_the_engine(comfy, astronaut, model):
     history = comfy.run(graph(model, astronaut, batch=2, padding=4, blur=4))
-    masks = saved(comfy, history, "6")
-    previews = saved(comfy, history, "7")
+    masks = comfy.saved_images(history, "6")
+    previews = comfy.saved_images(history, "7")
     assert len(masks) == 2 and len(previews) == 2
-    pixels = data.astronaut()
-    expected = image_mask(load_detector(model), torch.from_numpy(pixels).float().div(255).unsqueeze(0),
-                          MaskSettings(0.25, 6, 4, 4)).masks[0].numpy()
+    pixels = ASTRONAUT
+    expected = (
+        image_mask(
+            load_detector(model),
+            torch.from_numpy(pixels.copy()).float().div(255).unsqueeze(0),
+            MaskSettings(0.25, 6, 4, 4),
+        )
+        .masks[0]
+        .numpy()
+    )
     for m in masks:
         gray = m[..., 0].astype(np.int16)
         # SaveImage truncates 255*x to uint8; allow that one step
@@ -88,7 +104,7 @@ def test_preview_output_unconnected_still_shows_the_node_previews(comfy, astrona
     assert len(shown) == 3
     thumb = np.asarray(Image.open(comfy.temp_dir / shown[0].get("subfolder", "") / shown[0]["filename"]))
     assert thumb.shape == (512, 512, 3)
-    assert len(saved(comfy, history, "6")) == 3
+    assert len(comfy.saved_images(history, "6")) == 3
 
 
 def test_missing_yolo_file_error_names_the_folder(comfy, astronaut):
@@ -108,7 +124,7 @@ def test_user_yolo_file_in_the_bbox_folder_is_offered_and_runs(comfy, astronaut)
     assert "bbox/my_faces.pt" in json.dumps(options)
     history = comfy.run(graph("bbox/my_faces.pt", astronaut, batch=1, padding=0, blur=0))
     boxes = json.loads(history["outputs"]["8"]["text"][0])
-    (mask,) = saved(comfy, history, "6")
+    (mask,) = comfy.saved_images(history, "6")
     assert 1 <= len(boxes[0]) <= 6, "max_detections caps the scoring model's many boxes"
     for b in boxes[0]:
         assert 0 <= b["x_min"] < b["x_max"] <= 512 and 0 <= b["y_min"] < b["y_max"] <= 512
@@ -121,7 +137,7 @@ def test_search_tiles_finds_the_face_the_whole_image_is_too_coarse_for(comfy):
     import cv2
 
     canvas = cv2.resize(data.coffee(), (1600, 1600), interpolation=cv2.INTER_AREA)
-    canvas[200:620, 300:720] = cv2.resize(data.astronaut(), (420, 420), interpolation=cv2.INTER_AREA)
+    canvas[200:620, 300:720] = cv2.resize(ASTRONAUT, (420, 420), interpolation=cv2.INTER_AREA)
     Image.fromarray(canvas).save(comfy.input_dir / "crowd_scale.png")
     found = []
     for tiles in (False, True):

@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from skimage import data
+from photos import ASTRONAUT_IMAGE
 
-from maskmargin.crop import CropSettings, crop_window, mask_margin_crop
+from maskmargin.crop import crop_window, mask_margin_crop
 from maskmargin.detection import Detection, ImageDetections
 from maskmargin.errors import InvalidParameter
 from maskmargin.masks import build_mask
+from maskmargin.settings import CropSettings
 from maskmargin.stitch import inpaint_stitch
-
-ASTRONAUT = torch.from_numpy(data.astronaut()).float().div(255)  # 512 x 512 x 3
 
 
 def faded_boxes(w: int, h: int, boxes, padding=0, blur=6) -> torch.Tensor:
@@ -22,7 +21,7 @@ def faded_boxes(w: int, h: int, boxes, padding=0, blur=6) -> torch.Tensor:
 def photo(h=512, w=512) -> torch.Tensor:
     """A real photo at any size (the astronaut tiled), as one [h, w, 3] image."""
     reps = (-(-h // 512), -(-w // 512), 1)
-    return ASTRONAUT.repeat(*reps)[:h, :w].contiguous()
+    return ASTRONAUT_IMAGE.repeat(*reps)[:h, :w].contiguous()
 
 
 def test_identity_round_trip_exact_outside_and_close_inside():
@@ -77,12 +76,15 @@ def test_several_regions_per_image_each_get_a_crop_centred_on_them():
 
 def test_batch_of_three_with_zero_one_and_four_regions():
     images = torch.stack([photo(256, 320)] * 3)
-    masks = torch.stack([
-        torch.zeros(256, 320),
-        faded_boxes(320, 256, [(100, 80, 160, 150)]),
-        faded_boxes(320, 256, [(10, 10, 40, 40), (200, 20, 240, 60), (20, 180, 60, 240), (250, 190, 300, 240)],
-                    blur=3),
-    ])
+    masks = torch.stack(
+        [
+            torch.zeros(256, 320),
+            faded_boxes(320, 256, [(100, 80, 160, 150)]),
+            faded_boxes(
+                320, 256, [(10, 10, 40, 40), (200, 20, 240, 60), (20, 180, 60, 240), (250, 190, 300, 240)], blur=3
+            ),
+        ]
+    )
     c = mask_margin_crop(images, masks, CropSettings(128, 128, 8))
     assert [p.image for p in c.plan] == [1, 2, 2, 2, 2] and c.crops.shape[0] == 5
     out = inpaint_stitch(c, torch.zeros_like(c.crops))
@@ -94,8 +96,14 @@ def test_batch_of_three_with_zero_one_and_four_regions():
 
 def test_regions_touching_every_border_pad_instead_of_shifting():
     h, w = 200, 300
-    boxes = [(0, 0, 40, 30), (260, 0, 300, 40), (0, 170, 50, 200), (250, 160, 300, 200), (130, 0, 170, 20),
-             (0, 80, 20, 120)]
+    boxes = [
+        (0, 0, 40, 30),
+        (260, 0, 300, 40),
+        (0, 170, 50, 200),
+        (250, 160, 300, 200),
+        (130, 0, 170, 20),
+        (0, 80, 20, 120),
+    ]
     mask = faded_boxes(w, h, boxes, blur=0)
     image = photo(h, w).unsqueeze(0)
     c = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
@@ -136,8 +144,9 @@ def test_tiny_region_is_zoomed_at_least_eight_times():
     assert c.crop_masks[0, 256, 256] == 1 and c.crop_masks[0, 5, 5] == 0
     out = inpaint_stitch(c, c.crops)
     assert torch.equal(out[0][mask == 0], image[0][mask == 0])
-    assert torch.allclose(out[0, 151:159, 151:159], image[0, 151:159, 151:159], atol=0.03), \
+    assert torch.allclose(out[0, 151:159, 151:159], image[0, 151:159, 151:159], atol=0.03), (
         "inside the patch: bicubic ringing of the hard edge, averaged back"
+    )
     assert (out - image).abs().max() < 0.2, "its edge pixels: the resampling blur of a hard edge"
 
 
@@ -173,8 +182,9 @@ def test_merge_overlapping_makes_one_crop():
 
 def test_detections_split_masks_that_run_together():
     boxes = [(60, 60, 120, 120), (124, 60, 184, 120)]  # masks padded by 8 touch and join
-    found = ImageDetections(256, 200, tuple(Detection(tuple(map(float, b)), s, "face")
-                                            for b, s in zip(boxes, (0.9, 0.8))))
+    found = ImageDetections(
+        256, 200, tuple(Detection(tuple(map(float, b)), s, "face") for b, s in zip(boxes, (0.9, 0.8)))
+    )
     mask = build_mask(found, 8, 4)
     image = photo(200, 256).unsqueeze(0)
     by_parts = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
@@ -211,8 +221,10 @@ def test_inputs_are_never_modified_and_channels_become_rgb():
         out = inpaint_stitch(c, inpainted)
         assert torch.equal(image, before) and torch.equal(mask, mask_before) and torch.equal(inpainted, c.crops)
         assert c.crops.shape[-1] == 3 and out.shape == (1, 128, 128, 3)
-        assert torch.equal(out[0][mask[0] == 0], image[0][mask[0] == 0][:, :1].expand(-1, 3)
-                           if image.shape[-1] == 1 else image[0][mask[0] == 0][:, :3])
+        assert torch.equal(
+            out[0][mask[0] == 0],
+            image[0][mask[0] == 0][:, :1].expand(-1, 3) if image.shape[-1] == 1 else image[0][mask[0] == 0][:, :3],
+        )
 
 
 def test_sampler_output_of_another_size_is_scaled_back():

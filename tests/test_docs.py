@@ -14,7 +14,7 @@ def readme_section(title: str) -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else None]
+    return text[start : end if end > 0 else None]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.name)
@@ -45,6 +45,7 @@ def test_example_workflows_are_what_the_generator_writes():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(root / "tools" / "make_example_workflows.py"), "--check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(root / "tools" / "make_example_workflows.py"), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr

@@ -52,10 +52,10 @@ class Hub(BaseHTTPRequestHandler):
         if with_body:
             self.wfile.write(server.body)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._answer(False)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self._answer(True)
 
     def log_message(self, *args):

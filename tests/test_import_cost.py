@@ -22,9 +22,21 @@ HEAVY = ("mediapipe", "ultralytics", "cv2", "httpx", "skimage", "scipy")
 
 # Every engine module the nodes import at pack import (nodes/*.py), plus the package itself.
 ENGINE_MODULES = [
-    "maskmargin", "maskmargin.crop", "maskmargin.detection", "maskmargin.errors", "maskmargin.images",
-    "maskmargin.preview", "maskmargin.stitch", "maskmargin.backends.base", "maskmargin.loader",
-    "maskmargin.pipeline", "maskmargin.registry", "maskmargin.remote_settings", "maskmargin.remote_client",
+    "maskmargin",
+    "maskmargin.crop",
+    "maskmargin.detection",
+    "maskmargin.errors",
+    "maskmargin.images",
+    "maskmargin.preview",
+    "maskmargin.stitch",
+    "maskmargin.backends.base",
+    "maskmargin.loader",
+    "maskmargin.pipeline",
+    "maskmargin.registry",
+    "maskmargin.settings",
+    "maskmargin.remote.settings",
+    "maskmargin.remote.config",
+    "maskmargin.remote.detector",
 ]
 
 SOCKET_GUARD = textwrap.dedent("""
@@ -58,27 +70,30 @@ REPORT = textwrap.dedent("""
 
 
 def run_probe(python: str, script: str, cwd: Path, env: dict | None = None) -> dict:
-    done = subprocess.run([python, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [python, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"probe failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-4000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def test_engine_imports_fast_without_heavy_libraries_or_network():
-    script = "\n".join([
-        "import sys, time",
-        f"sys.path.insert(0, {str(ROOT)!r})",
-        f"HEAVY = {HEAVY!r}",
-        "import numpy, torch, PIL.Image  # already loaded by ComfyUI when it imports the pack",
-        SOCKET_GUARD,
-        "BEFORE = set(sys.modules)",
-        "start = time.perf_counter()",
-        *[f"import {name}" for name in ENGINE_MODULES],
-        "elapsed = time.perf_counter() - start",
-        "extra = {}",
-        REPORT,
-    ])
+    script = "\n".join(
+        [
+            "import sys, time",
+            f"sys.path.insert(0, {str(ROOT)!r})",
+            f"HEAVY = {HEAVY!r}",
+            "import numpy, torch, PIL.Image  # already loaded by ComfyUI when it imports the pack",
+            SOCKET_GUARD,
+            "BEFORE = set(sys.modules)",
+            "start = time.perf_counter()",
+            *[f"import {name}" for name in ENGINE_MODULES],
+            "elapsed = time.perf_counter() - start",
+            "extra = {}",
+            REPORT,
+        ]
+    )
     found = run_probe(sys.executable, script, ROOT)
     assert found["network"] == [], f"importing the engine touched the network: {found['network']}"
     assert found["heavy"] == [], f"imported at import time instead of on first use: {found['heavy']}"
@@ -92,37 +107,43 @@ def test_pack_imports_into_comfyui_fast_without_heavy_libraries_or_network():
         comfyui = comfyui_dir_from_env()
     except ComfyUnavailable as reason:
         pytest.skip(str(reason))
-    script = "\n".join([
-        "import asyncio, importlib.util, sys, time",
-        f"sys.path.insert(0, {str(comfyui)!r})",
-        f"HEAVY = {HEAVY!r}",
-        # What ComfyUI's main.py has imported before it loads custom nodes (utils first, as main.py does).
-        "import utils.extra_config",
-        "from comfy.cli_args import args",
-        "args.cpu = True",
-        "import torch, numpy, PIL.Image",
-        "import comfy.model_management, comfy.utils, folder_paths, server, nodes, execution",
-        "from comfy_api.latest import io",
-        SOCKET_GUARD,
-        "BEFORE = set(sys.modules)",
-        "start = time.perf_counter()",
-        f"spec = importlib.util.spec_from_file_location('MaskMargin', {str(ROOT / '__init__.py')!r},"
-        f" submodule_search_locations=[{str(ROOT)!r}])",
-        "module = importlib.util.module_from_spec(spec)",
-        "sys.modules['MaskMargin'] = module",
-        "spec.loader.exec_module(module)",
-        "elapsed = time.perf_counter() - start",
-        "start = time.perf_counter()",
-        "extension = asyncio.run(module.comfy_entrypoint())",
-        "node_list = asyncio.run(extension.get_node_list())",
-        "schemas = [cls.GET_SCHEMA() for cls in node_list]",
-        "extra = {'nodes': [s.node_id for s in schemas], 'web': module.WEB_DIRECTORY,",
-        "         'list_seconds': time.perf_counter() - start}",
-        REPORT,
-    ])
+    script = "\n".join(
+        [
+            "import asyncio, importlib.util, sys, time",
+            f"sys.path.insert(0, {str(comfyui)!r})",
+            f"HEAVY = {HEAVY!r}",
+            # What ComfyUI's main.py has imported before it loads custom nodes (utils first, as main.py does).
+            "import utils.extra_config",
+            "from comfy.cli_args import args",
+            "args.cpu = True",
+            "import torch, numpy, PIL.Image",
+            "import comfy.model_management, comfy.utils, folder_paths, server, nodes, execution",
+            "from comfy_api.latest import io",
+            SOCKET_GUARD,
+            "BEFORE = set(sys.modules)",
+            "start = time.perf_counter()",
+            f"spec = importlib.util.spec_from_file_location('MaskMargin', {str(ROOT / '__init__.py')!r},"
+            f" submodule_search_locations=[{str(ROOT)!r}])",
+            "module = importlib.util.module_from_spec(spec)",
+            "sys.modules['MaskMargin'] = module",
+            "spec.loader.exec_module(module)",
+            "elapsed = time.perf_counter() - start",
+            "start = time.perf_counter()",
+            "extension = asyncio.run(module.comfy_entrypoint())",
+            "node_list = asyncio.run(extension.get_node_list())",
+            "schemas = [cls.GET_SCHEMA() for cls in node_list]",
+            "extra = {'nodes': [s.node_id for s in schemas], 'web': module.WEB_DIRECTORY,",
+            "         'list_seconds': time.perf_counter() - start}",
+            REPORT,
+        ]
+    )
     found = run_probe(comfyui_python_from_env(), script, comfyui)
-    assert found["extra"]["nodes"] == ["MaskMarginDetectorLoader", "MaskMarginImageMask", "MaskMarginCrop",
-                                       "MaskMarginStitch"]
+    assert found["extra"]["nodes"] == [
+        "MaskMarginDetectorLoader",
+        "MaskMarginImageMask",
+        "MaskMarginCrop",
+        "MaskMarginStitch",
+    ]
     assert found["network"] == [], f"importing the pack touched the network: {found['network']}"
     assert found["heavy"] == [], f"imported at pack import instead of on first use: {found['heavy']}"
     assert found["seconds"] < LIMIT_SECONDS, f"pack import took {found['seconds']:.3f} s"

@@ -10,11 +10,10 @@ import json
 import os
 import re
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -22,8 +21,10 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 BAD_ULTRALYTICS = ("8.3.41", "8.3.42", "8.3.45", "8.3.46")  # shipped a crypto miner (supply-chain attack)
-NETWORK_ERRORS = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
-                            r"resolution|Network is unreachable|ConnectTimeout|ProxyError|Max retries exceeded")
+NETWORK_ERRORS = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+    r"resolution|Network is unreachable|ConnectTimeout|ProxyError|Max retries exceeded"
+)
 
 
 def requirement_lines(path: Path) -> list[str]:
@@ -37,7 +38,9 @@ def requirement_lines(path: Path) -> list[str]:
 
 def requirements() -> list[Requirement]:
     lines = requirement_lines(ROOT / "requirements.txt")
-    assert not [line for line in lines if line.startswith("-")], "requirements.txt: no pip options (-c, -r, --index-url)"
+    assert not [line for line in lines if line.startswith("-")], (
+        "requirements.txt: no pip options (-c, -r, --index-url)"
+    )
     return [Requirement(line) for line in lines]
 
 
@@ -47,8 +50,11 @@ def pyproject() -> dict:
 
 @pytest.mark.parametrize("source", ["requirements.txt", "pyproject.toml"])
 def test_dependencies_never_name_torch_and_exclude_the_bad_ultralytics(source):
-    reqs = requirements() if source == "requirements.txt" else [Requirement(d) for d in
-                                                                 pyproject()["project"]["dependencies"]]
+    reqs = (
+        requirements()
+        if source == "requirements.txt"
+        else [Requirement(d) for d in pyproject()["project"]["dependencies"]]
+    )
     names = {canonicalize_name(r.name) for r in reqs}
     assert not names & set(TORCH_FAMILY), f"{source} must leave torch/torchvision/torchaudio to ComfyUI"
     (ultralytics,) = [r for r in reqs if canonicalize_name(r.name) == "ultralytics"]
@@ -61,8 +67,9 @@ def test_dependencies_never_name_torch_and_exclude_the_bad_ultralytics(source):
 
 def test_requirements_and_pyproject_name_the_same_packages():
     from_requirements = {(canonicalize_name(r.name), str(r.marker)) for r in requirements()}
-    from_pyproject = {(canonicalize_name(r.name), str(r.marker))
-                      for r in map(Requirement, pyproject()["project"]["dependencies"])}
+    from_pyproject = {
+        (canonicalize_name(r.name), str(r.marker)) for r in map(Requirement, pyproject()["project"]["dependencies"])
+    }
     assert from_requirements == from_pyproject
 
 
@@ -78,18 +85,32 @@ def comfyui_python() -> str:
 
 
 def installed_versions(python: str) -> dict[str, str | None]:
-    script = ("import importlib.metadata as m, json\n"
-              "def v(n):\n"
-              "    try: return m.version(n)\n"
-              "    except m.PackageNotFoundError: return None\n"
-              f"print(json.dumps({{n: v(n) for n in {TORCH_FAMILY!r}}}))")
+    script = (
+        "import importlib.metadata as m, json\n"
+        "def v(n):\n"
+        "    try: return m.version(n)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        f"print(json.dumps({{n: v(n) for n in {TORCH_FAMILY!r}}}))"
+    )
     return json.loads(subprocess.run([python, "-c", script], check=True, capture_output=True, text=True).stdout)
 
 
 def dry_run(python: str, report: Path, *extra: str, target: str | None = None) -> list[dict]:
     """What `pip install -r requirements.txt` would install; `target`: resolve for that interpreter."""
-    command = [python, "-m", "pip", *(["--python", target] if target else []), "install", "--dry-run",
-               "--quiet", "--report", str(report), *extra, "-r", str(ROOT / "requirements.txt")]
+    command = [
+        python,
+        "-m",
+        "pip",
+        *(["--python", target] if target else []),
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--report",
+        str(report),
+        *extra,
+        "-r",
+        str(ROOT / "requirements.txt"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     if done.returncode != 0:
         if NETWORK_ERRORS.search(done.stderr):
@@ -112,7 +133,8 @@ def test_requirements_into_the_comfyui_environment_keep_its_torch(tmp_path):
     for extra in ((), ("--upgrade",)):
         planned = names_and_versions(dry_run(python, tmp_path / f"report{len(extra)}.json", *extra))
         assert not set(planned) & set(TORCH_FAMILY), f"pip install {' '.join(extra)} would replace: " + ", ".join(
-            f"{n} {before.get(n)} -> {planned[n]}" for n in TORCH_FAMILY if n in planned)
+            f"{n} {before.get(n)} -> {planned[n]}" for n in TORCH_FAMILY if n in planned
+        )
         assert planned.get("ultralytics") not in BAD_ULTRALYTICS
     assert installed_versions(python) == before
 
@@ -127,8 +149,12 @@ def test_requirements_into_a_comfyui_without_our_dependencies_keep_its_torch(tmp
     venv = tmp_path / "venv"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     target = str(venv / "bin" / "python")
-    purelib = subprocess.run([target, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [target, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     for name, version in before.items():
         if version:  # the installed-package record pip reads (no code needed for a dry run)
             info = Path(purelib) / f"{name}-{version}.dist-info"
@@ -140,6 +166,7 @@ def test_requirements_into_a_comfyui_without_our_dependencies_keep_its_torch(tmp
     planned = names_and_versions(dry_run(python, tmp_path / "report.json", target=target))
     assert {"ultralytics", "mediapipe", "httpx", "numpy", "pillow"} <= set(planned), sorted(planned)
     assert not set(planned) & set(TORCH_FAMILY), "a first install would replace: " + ", ".join(
-        f"{n} {before.get(n)} -> {planned[n]}" for n in TORCH_FAMILY if n in planned)
+        f"{n} {before.get(n)} -> {planned[n]}" for n in TORCH_FAMILY if n in planned
+    )
     assert Version(planned["ultralytics"]) >= Version("8.3.47")
     assert installed_versions(target) == before and installed_versions(python) == before

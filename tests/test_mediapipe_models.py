@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from photos import ASTRONAUT, ASTRONAUT_IMAGE
 from PIL import Image
-from skimage import data
 
 from maskmargin.backends import mediapipe_files
 from maskmargin.backends.mediapipe_mesh import keypoint_estimate
@@ -15,11 +15,11 @@ from maskmargin.detection import Detection, ImageDetections, shape_detection
 from maskmargin.errors import InvalidParameter, ModelNotAvailable
 from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
 from maskmargin.masks import build_mask
-from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.pipeline import image_mask
 from maskmargin.preview import encode_jpeg, thumbnails
 from maskmargin.registry import MODELS, api_models, find_model
+from maskmargin.settings import MaskSettings
 
-ASTRONAUT = data.astronaut()  # 512x512, one face around x 175..280, y 70..175
 FACE_REGION = (160, 55, 295, 190)  # generous bounds around her face
 MESH = [m.name for m in MODELS if m.backend == "mediapipe_mesh"]
 
@@ -102,8 +102,11 @@ def test_combined_models_are_unions_of_their_parts():
     _, eyes = mask_of("eyes_mesh_mediapipe")
     _, lips = mask_of("lips_mesh_mediapipe")
     _, nose = mask_of("nose_mesh_mediapipe")
-    for combo, parts in (("eyes_lips_mesh", (eyes, lips)), ("nose_eyes_mesh", (nose, eyes)),
-                         ("nose_lips_mesh", (nose, lips))):
+    for combo, parts in (
+        ("eyes_lips_mesh", (eyes, lips)),
+        ("nose_eyes_mesh", (nose, eyes)),
+        ("nose_lips_mesh", (nose, lips)),
+    ):
         _, m = mask_of(combo)
         union = np.maximum(*parts)
         assert np.array_equal(m > 0.5, union > 0.5), combo
@@ -149,15 +152,17 @@ def test_polygon_fill_is_exact_at_pixel_centres():
 def test_keypoint_fallback_geometry():
     face = Detection((100.0, 100.0, 200.0, 200.0), 0.9, "face")
     kps = np.array([[130, 135], [170, 135], [150, 160], [150, 180], [105, 145], [195, 145]], float)
-    shapes = {opt: shape_detection(keypoint_estimate(opt, face, kps), 0.9, opt, 400, 400)
-              for opt in ("eyes", "nose", "lips", "face")}
+    shapes = {
+        opt: shape_detection(keypoint_estimate(opt, face, kps), 0.9, opt, 400, 400)
+        for opt in ("eyes", "nose", "lips", "face")
+    }
     cy = {opt: (d.box[1] + d.box[3]) / 2 for opt, d in shapes.items()}
     assert cy["eyes"] < cy["nose"] < cy["lips"]
     assert shapes["face"].box[0] >= 99 and shapes["face"].box[2] <= 201
 
 
 def test_grayscale_and_rgba_batches_give_the_same_masks():
-    rgb = torch.from_numpy(ASTRONAUT).float() / 255
+    rgb = ASTRONAUT_IMAGE
     gray = rgb.mean(dim=-1, keepdim=True)
     rgba = torch.cat([rgb, torch.full_like(gray, 0.5)], dim=-1)
     det = load_detector("mediapipe_face_full")
@@ -232,7 +237,7 @@ def test_mediapipe_is_never_imported(monkeypatch):
 def test_image_mask_in_inference_mode_as_comfyui_runs_it():
     """ComfyUI executes nodes under torch.inference_mode (thread-local): the helper thread must follow."""
     det = load_detector("mediapipe_face_full")
-    batch = (torch.from_numpy(ASTRONAUT).float() / 255).unsqueeze(0).repeat(3, 1, 1, 1)
+    batch = (ASTRONAUT_IMAGE).unsqueeze(0).repeat(3, 1, 1, 1)
     with torch.inference_mode():
         result = image_mask(det, batch, MaskSettings(0.25, 6, 4, 4), thumbnail_side=128)
     plain = image_mask(det, batch, MaskSettings(0.25, 6, 4, 4))

@@ -7,15 +7,14 @@ import threading
 import numpy as np
 import pytest
 import torch
-from skimage import data
+from photos import ASTRONAUT
 
 import maskmargin.workers as workers
 from maskmargin.backends import mediapipe_faces
 from maskmargin.images import to_uint8_rgb
 from maskmargin.loader import load_detector
-from maskmargin.pipeline import MaskSettings, image_mask
-
-ASTRONAUT = data.astronaut()
+from maskmargin.pipeline import image_mask
+from maskmargin.settings import MaskSettings
 
 
 def batch(n: int) -> torch.Tensor:

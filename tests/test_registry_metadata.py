@@ -10,11 +10,11 @@ OS classifiers from the registry's list.
 """
 
 import re
-import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import tomllib
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_icon_is_a_square_image_in_this_repository(config):
     owner_repo = urlparse(config["project"]["urls"]["Repository"]).path.strip("/")
     prefix = f"/{owner_repo}/"
     assert parsed.netloc == "raw.githubusercontent.com" and parsed.path.startswith(prefix), icon
-    _branch, _, relative = parsed.path[len(prefix):].partition("/")
+    _branch, _, relative = parsed.path[len(prefix) :].partition("/")
     path = ROOT / relative
     assert path.suffix.lower() in {".svg", ".png", ".jpg", ".jpeg", ".gif"} and path.is_file(), path
     if path.suffix.lower() != ".svg":
@@ -93,14 +93,20 @@ def test_comfy_cli_validate_passes(tmp_path):
     cli = os.environ.get("COMFY_CLI", "").strip()
     if not cli:
         pytest.skip("COMFY_CLI not set (path of comfy-cli's `comfy`, with ruff in its environment)")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / name, tmp_path / name)
-    done = subprocess.run([cli, "--skip-prompt", "--no-enable-telemetry", "node", "validate"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [cli, "--skip-prompt", "--no-enable-telemetry", "node", "validate"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "All validation checks passed" in output, output
     assert "Warning" not in output, output

@@ -8,9 +8,11 @@ import pytest
 from loopback import DROP, Reply, ScriptedAPI, drop, masking_answer, reply, serve_mask, wait_for_hangup
 
 from maskmargin.errors import AuthenticationError, InvalidParameter, RemoteError
-from maskmargin.pipeline import MaskSettings
 from maskmargin.registry import find_model
-from maskmargin.remote_client import RemoteClient, RemoteConfig, RemoteDetector, remote_detections
+from maskmargin.remote.client import RemoteClient
+from maskmargin.remote.config import RemoteConfig
+from maskmargin.remote.detector import RemoteDetector, remote_detections
+from maskmargin.settings import MaskSettings
 
 KEY = "rw-test-key-5f2c9e7d1b"
 IMAGE = np.full((60, 40, 3), 128, np.uint8)
@@ -37,10 +39,18 @@ def test_a_task_is_sent_in_the_api_format_with_a_bearer_key():
     (task,) = request.tasks()
     assert task["taskType"] == "imageMasking" and task["model"] == "runware:35@6"
     assert task["inputImage"].startswith("data:image/png;base64,")
-    assert {k: task[k] for k in ("confidence", "maxDetections", "maskPadding", "maskBlur", "outputFormat",
-                                 "outputType", "includeCost")} == {
-        "confidence": 0.25, "maxDetections": 6, "maskPadding": 0, "maskBlur": 0, "outputFormat": "PNG",
-        "outputType": "base64Data", "includeCost": True}
+    assert {
+        k: task[k]
+        for k in ("confidence", "maxDetections", "maskPadding", "maskBlur", "outputFormat", "outputType", "includeCost")
+    } == {
+        "confidence": 0.25,
+        "maxDetections": 6,
+        "maskPadding": 0,
+        "maskBlur": 0,
+        "outputFormat": "PNG",
+        "outputType": "base64Data",
+        "includeCost": True,
+    }
     assert found.boxes == ((10.0, 20.0, 30.0, 50.0),) and found.mask.shape == (60, 40)
     assert found.cost == 0.0013 and found.scale == (1.0, 1.0) and client.requests == 1 and client.retry_log == []
     assert found.mask[20:50, 10:30].min() == 1.0 and found.mask.sum() == 20 * 30
@@ -73,15 +83,19 @@ def test_invalid_json_is_reported_not_retried():
         with pytest.raises(RemoteError) as err:
             mask_one(api)
     assert len(api.requests) == 1
-    assert err.value.message == (f"malformed answer from {api.url}/v1: HTTP 200 with a body that is not JSON "
-                                 "(text/html): '<html>gateway</html>'")
+    assert err.value.message == (
+        f"malformed answer from {api.url}/v1: HTTP 200 with a body that is not JSON (text/html): '<html>gateway</html>'"
+    )
 
 
-@pytest.mark.parametrize("body, text", [
-    ({"data": "nope"}, 'expected an object with a "data" array'),
-    ({"data": []}, "no imageMasking result for task"),
-    ({"data": [{"taskUUID": None}]}, "no imageMasking result for task"),
-])
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        ({"data": "nope"}, 'expected an object with a "data" array'),
+        ({"data": []}, "no imageMasking result for task"),
+        ({"data": [{"taskUUID": None}]}, "no imageMasking result for task"),
+    ],
+)
 def test_malformed_answers_are_named(body, text):
     with ScriptedAPI([reply(200, body)]) as api:
         with pytest.raises(RemoteError) as err:
@@ -97,8 +111,10 @@ def test_a_result_without_mask_or_with_bad_boxes_is_malformed():
     with ScriptedAPI([lambda r: answer(r, detections=[])]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
-    assert err.value.message == ("malformed answer from the remote service: the result has no maskImageBase64Data, "
-                                 "maskImageDataURI or maskImageURL")
+    assert err.value.message == (
+        "malformed answer from the remote service: the result has no maskImageBase64Data, "
+        "maskImageDataURI or maskImageURL"
+    )
     with ScriptedAPI([lambda r: answer(r, detections=[{"x_min": 1}], maskImageBase64Data="")]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
@@ -166,8 +182,9 @@ def test_a_mask_that_is_no_scaled_copy_is_refused():
     with ScriptedAPI([masking_answer(mask_size=(40, 40))]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
-    assert err.value.message == ("malformed answer from the remote service: a 40x40 mask for a 40x60 image is "
-                                 "not a scaled copy of it")
+    assert err.value.message == (
+        "malformed answer from the remote service: a 40x40 mask for a 40x60 image is not a scaled copy of it"
+    )
 
 
 @pytest.mark.parametrize("output", ["base64Data", "dataURI", "URL"])
@@ -182,8 +199,17 @@ def test_every_output_type_gives_the_same_mask(output):
 
 
 def test_400_names_the_parameter():
-    body = {"errors": [{"code": "invalidParameter", "message": "maxDetections must be from 1 to 20",
-                        "parameter": "maxDetections", "taskType": "imageMasking", "taskUUID": None}]}
+    body = {
+        "errors": [
+            {
+                "code": "invalidParameter",
+                "message": "maxDetections must be from 1 to 20",
+                "parameter": "maxDetections",
+                "taskType": "imageMasking",
+                "taskUUID": None,
+            }
+        ]
+    }
     with ScriptedAPI([reply(400, body)]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
@@ -192,12 +218,19 @@ def test_400_names_the_parameter():
     assert len(api.requests) == 1
 
 
-@pytest.mark.parametrize("status, code, text", [
-    (401, "authenticationFailed", "refused the request (HTTP 401): the API key is wrong or revoked: check "
-     "RUNWARE_API_KEY (or the key saved in ComfyUI)"),
-    (402, "insufficientCredit", "says the account has no credit left (HTTP 402): top it up"),
-    (403, "forbidden", "does not allow this API key to mask images (HTTP 403)"),
-])
+@pytest.mark.parametrize(
+    "status, code, text",
+    [
+        (
+            401,
+            "authenticationFailed",
+            "refused the request (HTTP 401): the API key is wrong or revoked: check "
+            "RUNWARE_API_KEY (or the key saved in ComfyUI)",
+        ),
+        (402, "insufficientCredit", "says the account has no credit left (HTTP 402): top it up"),
+        (403, "forbidden", "does not allow this API key to mask images (HTTP 403)"),
+    ],
+)
 def test_auth_errors_say_what_is_wrong_without_the_key(status, code, text):
     echo = {"errors": [{"code": "x", "message": f"bad key {KEY}", "parameter": "apiKey"}]}
     with ScriptedAPI([reply(status, echo)]) as api:
@@ -213,8 +246,10 @@ def test_401_without_a_key_says_to_set_one():
         with pytest.raises(AuthenticationError) as err:
             mask_one(api, api_key=None)
     assert "Authorization" not in api.requests[0].headers
-    assert err.value.message == (f"{api.url}/v1 refused the request (HTTP 401): no API key is set: set "
-                                 "RUNWARE_API_KEY (or save the key in ComfyUI)")
+    assert err.value.message == (
+        f"{api.url}/v1 refused the request (HTTP 401): no API key is set: set "
+        "RUNWARE_API_KEY (or save the key in ComfyUI)"
+    )
 
 
 def test_the_key_never_appears_in_reprs_or_logs(caplog):
@@ -292,11 +327,24 @@ def test_upload_once_then_reuse_by_uuid_and_resend_when_forgotten():
     def by_uuid(request):
         task = request.tasks()[0]
         assert task["inputImage"] == uploaded
-        return Reply(200, {"data": [{"taskType": "imageMasking", "taskUUID": task["taskUUID"], "inputImageUUID": uploaded,
-                                     "detections": [], "maskImageBase64Data": _empty_png()}]})
+        return Reply(
+            200,
+            {
+                "data": [
+                    {
+                        "taskType": "imageMasking",
+                        "taskUUID": task["taskUUID"],
+                        "inputImageUUID": uploaded,
+                        "detections": [],
+                        "maskImageBase64Data": _empty_png(),
+                    }
+                ]
+            },
+        )
 
-    forgotten = reply(400, {"errors": [{"code": "invalidParameter", "message": "unknown image",
-                                        "parameter": "inputImage"}]})
+    forgotten = reply(
+        400, {"errors": [{"code": "invalidParameter", "message": "unknown image", "parameter": "inputImage"}]}
+    )
     with ScriptedAPI([upload, by_uuid, by_uuid, forgotten, masking_answer()]) as api:
         with RemoteClient(config(api, upload=True)) as client:
             client.mask_images([IMAGE, IMAGE], "runware:35@6", SETTINGS)  # one upload for both

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from maskmargin import remote_settings
 from maskmargin.errors import InvalidParameter
+from maskmargin.remote import settings as remote_settings
 
 KEY = "saved-key-77aa"
 
@@ -23,8 +23,12 @@ def test_save_read_and_precedence(tmp_path):
     cfg = remote_settings.effective_config(folder, env=env)
     assert cfg.api_key == "env-key" and cfg.api_url == "https://example.com/v1"
     status = remote_settings.status(folder, env={})
-    assert status == {"apiUrl": "http://127.0.0.1:8700/v1", "apiUrlSource": "saved", "keySet": True,
-                      "keySource": "saved"}
+    assert status == {
+        "apiUrl": "http://127.0.0.1:8700/v1",
+        "apiUrlSource": "saved",
+        "keySet": True,
+        "keySource": "saved",
+    }
     assert KEY not in json.dumps(status)
     assert remote_settings.status(folder, env=env)["keySource"] == "environment"
     remote_settings.save(folder, api_key="")

@@ -65,7 +65,7 @@ def test_concurrent_loads(yolo_file):
     def work():
         try:
             results.append(load_yolo_checkpoint(yolo_file).sha256)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -110,8 +110,13 @@ def legacy_file(tmp_path, monkeypatch):
     model = yolo.model
     model.args = IterableSimpleNamespace(imgsz=640, save_dir=pathlib.PosixPath("/runs/train"))
     criterion = object.__new__(loss.v8DetectionLoss)  # training loss left attached, as some versions did
-    criterion.__dict__.update(bce=torch.nn.BCEWithLogitsLoss(reduction="none"), assigner=tal.TaskAlignedAssigner(),
-                              bbox_loss=loss.BboxLoss(16), hyp=model.args, nc=80)
+    criterion.__dict__.update(
+        bce=torch.nn.BCEWithLogitsLoss(reduction="none"),
+        assigner=tal.TaskAlignedAssigner(),
+        bbox_loss=loss.BboxLoss(16),
+        hyp=model.args,
+        nc=80,
+    )
     model.criterion = criterion
     model.old_forward = head.Detect.forward  # pickled as builtins.getattr(Detect, "forward")
     conv = model.model[0]
@@ -131,9 +136,16 @@ def legacy_file(tmp_path, monkeypatch):
 
 def test_legacy_names_from_old_ultralytics_load(legacy_file):
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(legacy_file))
-    assert {"ultralytics.nn.modules.Conv", "ultralytics.yolo.utils.IterableSimpleNamespace", "builtins.getattr",
-            "pathlib.WindowsPath", "pathlib.PosixPath", "ultralytics.yolo.utils.loss.v8DetectionLoss",
-            "ultralytics.yolo.utils.tal.TaskAlignedAssigner", "torch.nn.modules.loss.BCEWithLogitsLoss"} <= needed
+    assert {
+        "ultralytics.nn.modules.Conv",
+        "ultralytics.yolo.utils.IterableSimpleNamespace",
+        "builtins.getattr",
+        "pathlib.WindowsPath",
+        "pathlib.PosixPath",
+        "ultralytics.yolo.utils.loss.v8DetectionLoss",
+        "ultralytics.yolo.utils.tal.TaskAlignedAssigner",
+        "torch.nn.modules.loss.BCEWithLogitsLoss",
+    } <= needed
     assert any(n.endswith("multiarray.scalar") for n in needed)
     ckpt = load_yolo_checkpoint(legacy_file)
     model = ckpt.data["model"]

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from photos import ASTRONAUT
 from PIL import Image
 from skimage import data
 
@@ -16,7 +17,8 @@ import maskmargin.tiling as tiling
 from maskmargin.cli import main
 from maskmargin.detection import Detection
 from maskmargin.loader import load_detector
-from maskmargin.pipeline import MaskSettings, image_mask
+from maskmargin.pipeline import image_mask
+from maskmargin.settings import MaskSettings
 from maskmargin.tiling import _cut, detect_with_tiles, merge, tile_rects
 
 SIDE = 1600
@@ -32,7 +34,7 @@ def crowd_scale() -> np.ndarray:
     the side, too small for BlazeFace's 192 px view of the whole image."""
     canvas = cv2.resize(data.coffee(), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
     x, y, size = PASTE
-    canvas[y : y + size, x : x + size] = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    canvas[y : y + size, x : x + size] = cv2.resize(ASTRONAUT, (size, size), interpolation=cv2.INTER_AREA)
     return canvas
 
 
@@ -66,7 +68,7 @@ def test_a_4k_frame_needs_the_finer_grid(monkeypatch):
     paste = (1900, 900, 500)
     frame = cv2.resize(data.coffee(), (3840, 2160), interpolation=cv2.INTER_AREA)
     x, y, size = paste
-    frame[y : y + size, x : x + size] = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+    frame[y : y + size, x : x + size] = cv2.resize(ASTRONAUT, (size, size), interpolation=cv2.INTER_AREA)
     det = load_detector("mediapipe_face_full")
     (found,) = detect_with_tiles(det, frame, CONF, 20)
     fx0, fy0, fx1, fy1 = face_region(paste)
@@ -125,9 +127,19 @@ def test_command_line_tiles_flag(tmp_path, crowd_scale, capsys):
     path = tmp_path / "crowd.png"
     Image.fromarray(crowd_scale).save(path)
     tasks = tmp_path / "tasks.json"
-    tasks.write_text(json.dumps([{"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()),
-                                  "inputImage": str(path), "model": "mediapipe_face_full",
-                                  "confidence": CONF}]))
+    tasks.write_text(
+        json.dumps(
+            [
+                {
+                    "taskType": "imageMasking",
+                    "taskUUID": str(uuid.uuid4()),
+                    "inputImage": str(path),
+                    "model": "mediapipe_face_full",
+                    "confidence": CONF,
+                }
+            ]
+        )
+    )
     counts = []
     for extra in ([], ["--tiles"]):
         assert main(["run", str(tasks), "--output-dir", str(tmp_path / "out"), *extra]) == 0

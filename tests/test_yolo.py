@@ -6,14 +6,13 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported: no
 
 import numpy as np
 import pytest
-import torch
+from yolo_models import save_scoring_model
 
 from maskmargin import loader
 from maskmargin.backends.yolo import YoloDetector
 from maskmargin.errors import ModelNotAvailable
 from maskmargin.loader import ModelDirs, load_detector
 from maskmargin.registry import find_model
-from yolo_models import save_scoring_model
 
 SIZES = [(640, 360), (300, 500)]  # (width, height): wide and tall, neither square
 
@@ -46,8 +45,15 @@ def _reference(path, images_rgb, **kwargs):
     from ultralytics import YOLO
 
     model = YOLO(str(path))
-    return model.predict([im[..., ::-1].copy() for im in images_rgb], imgsz=640, conf=0.25, max_det=100,
-                         device="cpu", verbose=False, **kwargs)
+    return model.predict(
+        [im[..., ::-1].copy() for im in images_rgb],
+        imgsz=640,
+        conf=0.25,
+        max_det=100,
+        device="cpu",
+        verbose=False,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -28,33 +28,51 @@ IO: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
     "CLIPTextEncode": ([("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")]),
     "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
     "SetLatentNoiseMask": ([("samples", "LATENT"), ("mask", "MASK")], [("LATENT", "LATENT")]),
-    "KSampler": ([("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
-                  ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
+    "KSampler": (
+        [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("latent_image", "LATENT")],
+        [("LATENT", "LATENT")],
+    ),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
     "ImageScaleBy": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "ImageScale": ([("image", "IMAGE")], [("IMAGE", "IMAGE")]),
     "SaveImage": ([("images", "IMAGE")], []),
     "PreviewImage": ([("images", "IMAGE")], []),
     "MaskMarginDetectorLoader": ([], [("detector", "MASKMARGIN_DETECTOR")]),
-    "MaskMarginImageMask": ([("image", "IMAGE"), ("detector", "MASKMARGIN_DETECTOR")],
-                            [("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS"),
-                             ("detections_json", "STRING"), ("preview", "IMAGE")]),
-    "MaskMarginCrop": ([("image", "IMAGE"), ("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
-                       [("crops", "IMAGE"), ("crop_masks", "MASK"), ("stitch", "MASKMARGIN_STITCH")]),
+    "MaskMarginImageMask": (
+        [("image", "IMAGE"), ("detector", "MASKMARGIN_DETECTOR")],
+        [
+            ("mask", "MASK"),
+            ("detections", "MASKMARGIN_DETECTIONS"),
+            ("detections_json", "STRING"),
+            ("preview", "IMAGE"),
+        ],
+    ),
+    "MaskMarginCrop": (
+        [("image", "IMAGE"), ("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
+        [("crops", "IMAGE"), ("crop_masks", "MASK"), ("stitch", "MASKMARGIN_STITCH")],
+    ),
     "MaskMarginStitch": ([("stitch", "MASKMARGIN_STITCH"), ("image", "IMAGE")], [("image", "IMAGE")]),
 }
 OPTIONAL = {("MaskMarginCrop", "detections"), ("CreateVideo", "audio")}
 WIDGET_INPUTS = {("CreateVideo", "fps")}  # widgets fed by a link
-SIZE = {"LoadImage": (320, 360), "CLIPTextEncode": (400, 160), "KSampler": (320, 270), "MaskMarginCrop": (340, 330),
-        "MaskMarginImageMask": (320, 300), "SaveImage": (420, 460), "PreviewImage": (320, 340)}
+SIZE = {
+    "LoadImage": (320, 360),
+    "CLIPTextEncode": (400, 160),
+    "KSampler": (320, 270),
+    "MaskMarginCrop": (340, 330),
+    "MaskMarginImageMask": (320, 300),
+    "SaveImage": (420, 460),
+    "PreviewImage": (320, 340),
+}
 
 SD15 = "v1-5-pruned-emaonly.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
 NEGATIVE = "blurry, lowres, deformed, disfigured, bad anatomy, watermark, text"
 
 
-def detailer(*, title: str, model: str, mask: list, crop: list, checkpoint: str, prompt: str, sampler: list,
-             video: bool = False) -> dict:
+def detailer(
+    *, title: str, model: str, mask: list, crop: list, checkpoint: str, prompt: str, sampler: list, video: bool = False
+) -> dict:
     """Image (or video) -> Image Mask -> Mask Margin Crop -> one sampler call -> Inpaint Stitch -> save."""
     g = Graph(title)
     if video:
@@ -143,10 +161,19 @@ class Graph:
         inputs, outputs = IO[kind]
         nid = len(self.nodes) + 1
         entry = {
-            "id": nid, "type": kind, "pos": list(pos), "size": list(SIZE.get(kind, (320, 100))), "flags": {},
-            "order": nid - 1, "mode": 0,
-            "inputs": [{"name": n, "type": t, "link": None} | ({"shape": 7} if (kind, n) in OPTIONAL else {})
-                       | ({"widget": {"name": n}} if (kind, n) in WIDGET_INPUTS else {}) for n, t in inputs],
+            "id": nid,
+            "type": kind,
+            "pos": list(pos),
+            "size": list(SIZE.get(kind, (320, 100))),
+            "flags": {},
+            "order": nid - 1,
+            "mode": 0,
+            "inputs": [
+                {"name": n, "type": t, "link": None}
+                | ({"shape": 7} if (kind, n) in OPTIONAL else {})
+                | ({"widget": {"name": n}} if (kind, n) in WIDGET_INPUTS else {})
+                for n, t in inputs
+            ],
             "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
             "properties": {"Node name for S&R": kind},
             "widgets_values": widgets,
@@ -166,8 +193,12 @@ class Graph:
 
     def ui(self) -> dict:
         return {
-            "last_node_id": len(self.nodes), "last_link_id": len(self.links),
-            "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": self.nodes,
+            "links": self.links,
+            "groups": [],
+            "config": {},
             "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}, "info": {"name": self.title}},
             "version": 0.4,
         }
@@ -178,28 +209,60 @@ def workflows() -> dict[str, dict]:
     face = "a detailed photo of a face, sharp focus, natural skin texture, detailed eyes"
     return {
         "face_detailer_sd15": detailer(
-            title="Face detailer (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12, False],
-            crop=[32, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15, prompt=face, sampler=ksampler_sd15),
+            title="Face detailer (SD1.5)",
+            model="mediapipe_face_full",
+            mask=[0.4, 10, 8, 12, False],
+            crop=[32, "512x512 (SD1.5)", 768, 768, 16, False],
+            checkpoint=SD15,
+            prompt=face,
+            sampler=ksampler_sd15,
+        ),
         "face_detailer_sdxl": detailer(
-            title="Face detailer (SDXL)", model="mediapipe_face_full", mask=[0.4, 10, 8, 16, False],
-            crop=[48, "1024x1024 (SDXL, Flux)", 1024, 1024, 24, False], checkpoint=SDXL, prompt=face,
-            sampler=[42, "fixed", 28, 6.0, "dpmpp_2m", "karras", 0.4]),
+            title="Face detailer (SDXL)",
+            model="mediapipe_face_full",
+            mask=[0.4, 10, 8, 16, False],
+            crop=[48, "1024x1024 (SDXL, Flux)", 1024, 1024, 24, False],
+            checkpoint=SDXL,
+            prompt=face,
+            sampler=[42, "fixed", 28, 6.0, "dpmpp_2m", "karras", 0.4],
+        ),
         "hand_detailer": detailer(
-            title="Hand detailer (SD1.5, hand_yolov8n.pt)", model="hand_yolov8n", mask=[0.35, 10, 12, 12, False],
-            crop=[48, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15,
-            prompt="a detailed photo of a hand, five fingers, natural pose", sampler=ksampler_sd15[:6] + [0.5]),
+            title="Hand detailer (SD1.5, hand_yolov8n.pt)",
+            model="hand_yolov8n",
+            mask=[0.35, 10, 12, 12, False],
+            crop=[48, "512x512 (SD1.5)", 768, 768, 16, False],
+            checkpoint=SD15,
+            prompt="a detailed photo of a hand, five fingers, natural pose",
+            sampler=ksampler_sd15[:6] + [0.5],
+        ),
         "eyes_lips_detailer": detailer(
-            title="Eyes and lips detailer (SD1.5)", model="eyes_lips_mesh", mask=[0.4, 10, 6, 8, False],
-            crop=[24, "512x512 (SD1.5)", 768, 768, 8, False], checkpoint=SD15,
-            prompt="detailed eyes, clear irises, natural lips, sharp focus", sampler=ksampler_sd15[:6] + [0.4]),
+            title="Eyes and lips detailer (SD1.5)",
+            model="eyes_lips_mesh",
+            mask=[0.4, 10, 6, 8, False],
+            crop=[24, "512x512 (SD1.5)", 768, 768, 8, False],
+            checkpoint=SD15,
+            prompt="detailed eyes, clear irises, natural lips, sharp focus",
+            sampler=ksampler_sd15[:6] + [0.4],
+        ),
         "person_detailer": detailer(
-            title="Person detailer (SD1.5, person_yolov8n-seg.pt)", model="person_yolov8n-seg",
-            mask=[0.4, 6, 8, 16, False], crop=[64, "512x768 (SD1.5 portrait)", 768, 768, 32, False], checkpoint=SD15,
-            prompt="a detailed photo of a person, natural proportions", sampler=ksampler_sd15[:6] + [0.35]),
+            title="Person detailer (SD1.5, person_yolov8n-seg.pt)",
+            model="person_yolov8n-seg",
+            mask=[0.4, 6, 8, 16, False],
+            crop=[64, "512x768 (SD1.5 portrait)", 768, 768, 32, False],
+            checkpoint=SD15,
+            prompt="a detailed photo of a person, natural proportions",
+            sampler=ksampler_sd15[:6] + [0.35],
+        ),
         "video_face_detailer": detailer(
-            title="Face detailer for video frames (SD1.5)", model="mediapipe_face_full", mask=[0.4, 10, 8, 12, False],
-            crop=[32, "512x512 (SD1.5)", 768, 768, 16, False], checkpoint=SD15, prompt=face,
-            sampler=ksampler_sd15[:6] + [0.35], video=True),
+            title="Face detailer for video frames (SD1.5)",
+            model="mediapipe_face_full",
+            mask=[0.4, 10, 8, 12, False],
+            crop=[32, "512x512 (SD1.5)", 768, 768, 16, False],
+            checkpoint=SD15,
+            prompt=face,
+            sampler=ksampler_sd15[:6] + [0.35],
+            video=True,
+        ),
         "anonymize_faces": anonymize(),
     }
 

@@ -33,7 +33,8 @@ def save(image: Image.Image, name: str) -> Path:
         image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.Resampling.LANCZOS)
     path = OUT / f"{name}.png"
     image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
-        path, optimize=True)
+        path, optimize=True
+    )
     print(f"{path.relative_to(ROOT)}: {image.width}x{image.height}, {path.stat().st_size // 1024} KiB")
     return path
 
@@ -53,15 +54,30 @@ def main() -> int:
     server = start_from_env(base_dir=work / "comfyui")
     try:
         Image.fromarray(data.astronaut()).save(server.input_dir / "example.png")
-        workflows = {name: json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
-                     for name in ("face_detailer_sd15", "anonymize_faces")}
+        workflows = {
+            name: json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
+            for name in ("face_detailer_sd15", "anonymize_faces")
+        }
         job = work / "job.json"
-        job.write_text(json.dumps({
-            "url": server.url, "out": str(work), "chromium": shutil.which("chromium"), "workflows": workflows,
-            "run": "anonymize_faces", "apiKey": "screenshot-placeholder-key",
-        }))
-        done = subprocess.run(["node", str(ROOT / "tests" / "browser" / "driver.mjs"), str(job)],
-                              cwd=ROOT / "tests" / "browser", capture_output=True, text=True, timeout=600)
+        job.write_text(
+            json.dumps(
+                {
+                    "url": server.url,
+                    "out": str(work),
+                    "chromium": shutil.which("chromium"),
+                    "workflows": workflows,
+                    "run": "anonymize_faces",
+                    "apiKey": "screenshot-placeholder-key",
+                }
+            )
+        )
+        done = subprocess.run(
+            ["node", str(ROOT / "tests" / "browser" / "driver.mjs"), str(job)],
+            cwd=ROOT / "tests" / "browser",
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         report = json.loads(done.stdout or "{}")
         if done.returncode or report.get("fatal"):
             print(done.stderr[-3000:], report.get("fatal"), file=sys.stderr)

@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +47,9 @@ def side_by_side(preview: Image.Image, crops: list[Image.Image]) -> Image.Image:
     for i, crop in enumerate(crops[:4]):
         tile = crop.copy()
         tile.thumbnail((h // 2, h // 2))  # keeps the working size's aspect
-        grid.paste(tile, ((i % 2) * h // 2 + (h // 2 - tile.width) // 2, (i // 2) * h // 2 + (h // 2 - tile.height) // 2))
+        grid.paste(
+            tile, ((i % 2) * h // 2 + (h // 2 - tile.width) // 2, (i // 2) * h // 2 + (h // 2 - tile.height) // 2)
+        )
     out = Image.new("RGB", (left.width + h, h))
     out.paste(left, (0, 0))
     out.paste(grid, (left.width, 0))

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
 from ..detection import Detection, select
 from ..registry import ModelSpec
-
-# Called after each image with (done, total); may raise to stop the batch (ComfyUI interruption).
-Progress = Callable[[int, int], None]
+from ..settings import Progress
 
 
 class Detector(ABC):
     """A loaded model. `detect` takes an RGB uint8 [H, W, 3] array and returns selected detections."""
+
+    # True when `detect_batch` does a whole batch in one call (YOLO, remote): Image Mask then hands it
+    # the batch; otherwise images go to parallel workers, each calling `detect` (MediaPipe graphs).
+    batches: ClassVar[bool] = False
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -46,7 +49,7 @@ class Detector(ABC):
                 progress(i + 1, len(images))
         return out
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release native resources (mediapipe graphs); the detector must not be used afterwards."""
 
     def __repr__(self) -> str:

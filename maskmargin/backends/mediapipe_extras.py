@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..bounds import tight_bounds
 from ..detection import Detection
 from ..registry import ModelSpec
 from . import mediapipe_files as files
 from . import mediapipe_graphs as graphs
 from .base import Detector, Progress
 from .mediapipe_faces import batched
-from .mediapipe_ops import images_to_tensors
+from .mediapipe_ops import as_box, images_to_tensors
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
 MAX_HANDS = 20
@@ -37,6 +38,8 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 class HandDetector(Detector):
     """Hands: palms found by BlazePalm (score = the palm's), boxes from the 21 landmarks of each hand crop."""
+
+    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
@@ -65,7 +68,7 @@ class HandDetector(Detector):
             m = HAND_MARGIN * max(x1 - x0, y1 - y0)
             box = (max(x0 - m, 0.0), max(y0 - m, 0.0), min(x1 + m, float(w)), min(y1 + m, float(h)))
             side = "left" if left[k] > 0.5 else "right"  # mp.solutions' labels (it assumes a mirrored image)
-            out[i].append(Detection(tuple(float(v) for v in box), scores[k], f"hand ({side})"))
+            out[i].append(Detection(as_box(box), scores[k], f"hand ({side})"))
         return out
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
@@ -81,6 +84,8 @@ class HandDetector(Detector):
 
 class SelfiePersonDetector(Detector):
     """All people as one segmentation region; score = mean foreground probability inside it."""
+
+    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
@@ -104,10 +109,10 @@ class SelfiePersonDetector(Detector):
 
 def _person(prob: np.ndarray) -> list[Detection]:
     on = prob > 0.5
-    rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
-    if len(rows) == 0:
+    rect = tight_bounds(on)
+    if rect is None:
         return []
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    x0, y0, x1, y1 = rect
     local = on[y0:y1, x0:x1]
     score = float(prob[y0:y1, x0:x1][local].mean())
     return [

@@ -13,13 +13,15 @@ from ..registry import ModelSpec
 from . import mediapipe_files as files
 from . import mediapipe_graphs as graphs
 from .base import Detector, Progress
-from .mediapipe_ops import images_to_tensors
+from .mediapipe_ops import as_box, images_to_tensors
 
 CHUNK = 16  # images per forward: bounds memory on big batches and lets progress (and interruption) come in
 
 
 class FaceDetector(Detector):
     """Faces as boxes; `faces_batch()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
+
+    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(
         self,
@@ -66,10 +68,7 @@ class FaceDetector(Detector):
 
 
 def as_detections(found: graphs.Detections, label: str = "face") -> list[Detection]:
-    return [
-        Detection(tuple(float(v) for v in box), float(score), label)
-        for box, score in zip(found.boxes, found.scores, strict=True)
-    ]
+    return [Detection(as_box(box), float(score), label) for box, score in zip(found.boxes, found.scores, strict=True)]
 
 
 def batched(

@@ -22,10 +22,12 @@ from . import mediapipe_files as files
 from . import mediapipe_graphs as graphs
 from .base import Detector, Progress
 from .mediapipe_faces import FaceDetector, batched
-from .mediapipe_ops import images_to_tensors
+from .mediapipe_ops import as_box, images_to_tensors
 
 
 class MeshDetector(Detector):
+    batches = True  # one forward per stage for the whole batch (torch)
+
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
         self.shapes = shapes_for(spec.option or "face")
@@ -54,10 +56,10 @@ class MeshDetector(Detector):
             h, w = image.shape[:2]
             dets = []
             for j in picked[i]:
-                face = Detection(tuple(float(v) for v in found.boxes[j]), float(found.scores[j]), "face")
+                face = Detection(as_box(found.boxes[j]), float(found.scores[j]), "face")
                 if presence[k] >= graphs.PRESENCE_THRESHOLD:
                     polygons = [outline(shape, points[k]) for shape in self.shapes]
-                    label = self.spec.option
+                    label = self.spec.option or "face"
                 else:
                     polygons = keypoint_estimate(self.spec.option or "face", face, found.keypoints[j])
                     label = f"{self.spec.option} (estimated)"

@@ -239,9 +239,9 @@ def normalize_radians(angle: float) -> float:
 
 
 def detection_roi(
-    box: Sequence[float],
-    start: Sequence[float],
-    end: Sequence[float],
+    box: Sequence[float] | np.ndarray,
+    start: Sequence[float] | np.ndarray,
+    end: Sequence[float] | np.ndarray,
     target: float,
     scale: float,
     shift_y: float = 0.0,
@@ -260,3 +260,8 @@ def detection_roi(
         cy += h * shift_y * math.cos(rotation)
     side = max(w, h) * scale
     return cx, cy, side, side, rotation
+
+
+def as_box(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) as plain floats."""
+    return float(values[0]), float(values[1]), float(values[2]), float(values[3])

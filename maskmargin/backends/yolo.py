@@ -13,8 +13,9 @@ import torch
 from ..detection import Detection, select
 from ..errors import BackendBroken, ModelNotAvailable
 from ..registry import ModelSpec
-from ..safe_load import Checkpoint, load_yolo_checkpoint
-from .base import Detector, Progress
+from ..safe_load import Checkpoint, load_yolo_checkpoint, ultralytics_broken
+from ..settings import Progress
+from .base import Detector
 
 IMGSZ = 640
 MAX_DET = 100
@@ -31,13 +32,13 @@ def default_device() -> str:
 class YoloDetector(Detector):
     """An ultralytics YOLO model; segmentation models give each detection its own mask."""
 
+    batches = True  # one predict call for the whole batch
+
     def __init__(self, spec: ModelSpec, path: str | Path, device: str | torch.device | None = None):
         super().__init__(spec)
         self.path = Path(path)
         self.device = str(device) if device is not None else default_device()
-        checkpoint = load_yolo_checkpoint(self.path)
-        self.checkpoint_sha256 = checkpoint.sha256
-        self._model = build_yolo(checkpoint)
+        self._model = build_yolo(load_yolo_checkpoint(self.path))
         self.task: str = self._model.task
         if self.task not in TASKS:
             raise ModelNotAvailable(
@@ -92,7 +93,7 @@ class YoloDetector(Detector):
         masks = result.masks.data if result.masks is not None else None
         out = []
         for k in range(len(xyxy)):
-            box = tuple(float(v) for v in xyxy[k])
+            box = (float(xyxy[k][0]), float(xyxy[k][1]), float(xyxy[k][2]), float(xyxy[k][3]))
             det = Detection(box, float(scores[k]), self.names.get(int(classes[k]), str(int(classes[k]))))
             if masks is not None:
                 rect = det.pixel_box(width, height)
@@ -140,16 +141,15 @@ def build_yolo(checkpoint: Checkpoint) -> Any:
         from ultralytics import YOLO
         from ultralytics.engine import model as engine_model
         from ultralytics.nn import tasks
-    except Exception as e:  # noqa: BLE001
-        raise BackendBroken(f"ultralytics is not installed or broken ({type(e).__name__}: {e}); "
-                            "install ultralytics>=8.3.47 to use YOLO models") from e
+    except Exception as e:
+        raise ultralytics_broken(e) from e
     original = getattr(tasks, "torch_safe_load", None)
     loader = getattr(tasks, "load_checkpoint", None)
     if (
         original is None
         or loader is None
         or getattr(engine_model, "load_checkpoint", None) is not loader
-        or "torch_safe_load" not in loader.__code__.co_names
+        or "torch_safe_load" not in loader.__code__.co_names  # type: ignore[union-attr]  # None is ruled out above
     ):
         raise BackendBroken(
             "this ultralytics version loads model files in a way MaskMargin cannot route through its safe "
@@ -171,7 +171,7 @@ def build_yolo(checkpoint: Checkpoint) -> Any:
             model = YOLO(str(path))
         except BackendBroken:
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise BackendBroken(f"ultralytics could not build a model from {path.name}: {type(e).__name__}: {e}") from e
         finally:
             tasks.torch_safe_load = original

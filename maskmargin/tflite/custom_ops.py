@@ -131,7 +131,7 @@ def convolution_2d_transpose_bias(module: TFLiteModule, op: Operator) -> Step:
     src, dst = op.inputs[0], op.outputs[0]
 
     def step(env: list) -> None:
-        y = F.conv_transpose2d(env[src], module._buffers[w], module._buffers[b], (stride_h, stride_w))
+        y = F.conv_transpose2d(env[src], module.buf(w), module.buf(b), (stride_h, stride_w))
         env[dst] = y[:, :, top : top + out_h, left : left + out_w]
 
     return step

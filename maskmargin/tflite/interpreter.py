@@ -169,6 +169,12 @@ class TFLiteModule(nn.Module):
         self.register_buffer(name, tensor, persistent=False)
         return name
 
+    def buf(self, name: str) -> torch.Tensor:
+        """A registered constant (moved with the module)."""
+        tensor = self._buffers[name]
+        assert tensor is not None
+        return tensor
+
     def _layout_const(self, index: int, rank: int) -> str:
         """A constant broadcast-ready against an activation of file rank `rank` in our layout."""
         value = np.asarray(self._const[index], dtype=np.float32)
@@ -181,7 +187,7 @@ class TFLiteModule(nn.Module):
         """A reader of operand `index`: the activation slot, or a constant buffer."""
         if index in self._const:
             name = self._layout_const(index, rank)
-            return lambda env: self._buffers[name]
+            return lambda env: self.buf(name)
         return lambda env: env[index]
 
     def _int_const(self, index: int) -> list[int]:
@@ -225,7 +231,7 @@ class TFLiteModule(nn.Module):
             x = env[src]
             if pad[1] is not None:
                 x = F.pad(x, pad[1])
-            y = F.conv2d(x, self._buffers[w], None if b is None else self._buffers[b], stride, pad[0], dilation)
+            y = F.conv2d(x, self.buf(w), None if b is None else self.buf(b), stride, pad[0], dilation)
             env[dst] = act(y) if act else y
 
         return step
@@ -264,9 +270,7 @@ class TFLiteModule(nn.Module):
             x = env[src]
             if pad[1] is not None:
                 x = F.pad(x, pad[1])
-            y = F.conv2d(
-                x, self._buffers[w], None if b is None else self._buffers[b], stride, pad[0], dilation, channels
-            )
+            y = F.conv2d(x, self.buf(w), None if b is None else self.buf(b), stride, pad[0], dilation, channels)
             env[dst] = act(y) if act else y
 
         return step
@@ -325,7 +329,7 @@ class TFLiteModule(nn.Module):
                 slope = self._buffer(a.reshape(channels))
 
                 def per_channel(env: list) -> None:
-                    env[dst] = F.prelu(env[src], self._buffers[slope])
+                    env[dst] = F.prelu(env[src], self.buf(slope))
 
                 return per_channel
         alpha = self._value(op.inputs[1], rank)
@@ -375,7 +379,7 @@ class TFLiteModule(nn.Module):
             elif divisor is None:
                 y = F.avg_pool2d(x, (fh, fw), (sh, sw))
             else:
-                y = F.avg_pool2d(F.pad(x, pad), (fh, fw), (sh, sw), divisor_override=1) / self._buffers[divisor]
+                y = F.avg_pool2d(F.pad(x, pad), (fh, fw), (sh, sw), divisor_override=1) / self.buf(divisor)
             env[dst] = act(y) if act else y
 
         return step
@@ -469,7 +473,7 @@ class TFLiteModule(nn.Module):
 
         def step(env: list) -> None:
             x = self.to_file_layout(env[src], src).reshape(-1, k)
-            y = F.linear(x, self._buffers[w], None if b is None else self._buffers[b])
+            y = F.linear(x, self.buf(w), None if b is None else self.buf(b))
             env[dst] = act(y) if act else y
 
         return step
@@ -503,9 +507,10 @@ class TFLiteModule(nn.Module):
         return self._unary(op, lambda x: x.float())
 
     def fast(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """`forward`, through a TorchScript version of the graph made once per device (traced, frozen and,
-        on the CPU, optimized for inference: fused convolutions, no per-step Python). Falls back to `forward`
-        where scripting fails; MASKMARGIN_TFLITE_JIT=0 turns it off."""
+        """`forward`, or with MASKMARGIN_TFLITE_JIT=1 a TorchScript version of the graph made once per device
+        (traced, frozen and, on the CPU, optimized for inference: fused convolutions, no per-step Python).
+        Off by default: TorchScript compiles again for every new batch size (the number of faces varies from
+        image to image), seconds each time on a busy CPU. Falls back to `forward` where scripting fails."""
         key = str(image.device)
         runner = self._compiled.get(key)
         if runner is None:
@@ -516,7 +521,7 @@ class TFLiteModule(nn.Module):
         return runner(image)
 
     def _compile(self, example: torch.Tensor) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-        if os.environ.get("MASKMARGIN_TFLITE_JIT", "1").strip() == "0":
+        if os.environ.get("MASKMARGIN_TFLITE_JIT", "0").strip() != "1":
             return self.forward
         try:
             with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():

@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .api_tasks import run_tasks
-from .crop import CropSettings, mask_margin_crop
+from ..api_tasks import run_tasks
+from ..crop import mask_margin_crop
+from ..loader import load_detector
+from ..pipeline import image_mask
+from ..settings import CropSettings, MaskSettings
+from ..stitch import inpaint_stitch
 from .local_context import LocalContext
-from .loader import load_detector
-from .pipeline import MaskSettings, image_mask
-from .stitch import inpaint_stitch
 
 DEMO_MODELS = ("mediapipe_face_full", "eyes_mesh_mediapipe")
 
@@ -31,8 +32,14 @@ def run_demo(output_dir: Path) -> list[Path]:
     written = [photo]
 
     tasks = [
-        {"taskType": "imageMasking", "taskUUID": str(uuid.uuid4()), "inputImage": str(photo), "model": model,
-         "outputFormat": "PNG", "outputType": "URL"}
+        {
+            "taskType": "imageMasking",
+            "taskUUID": str(uuid.uuid4()),
+            "inputImage": str(photo),
+            "model": model,
+            "outputFormat": "PNG",
+            "outputType": "URL",
+        }
         for model in DEMO_MODELS
     ]
     answer = run_tasks(tasks, LocalContext(output_dir))
@@ -45,6 +52,7 @@ def run_demo(output_dir: Path) -> list[Path]:
     images: dict[str, torch.Tensor] = {}
     for model in DEMO_MODELS:
         result = image_mask(load_detector(model), batch, MaskSettings(), with_preview=True)
+        assert result.preview is not None  # asked for
         images[f"{model}_mask"], images[f"{model}_preview"] = result.masks[0], result.preview[0]
     # the zoom loop without a checkpoint: crop the face, pixelate the crop, stitch it back
     faces = image_mask(load_detector("mediapipe_face_full"), batch, MaskSettings(mask_padding=12, mask_blur=6))

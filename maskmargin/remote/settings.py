@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameter
-from .remote_client import DEFAULT_API_URL, RemoteConfig
+from ..errors import InvalidParameter
+from .config import DEFAULT_API_URL, RemoteConfig
 
 log = logging.getLogger("maskmargin.remote")
 
@@ -40,9 +40,15 @@ def read_saved(folder: Path) -> dict[str, str]:
 
 
 def check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH or any(c.isspace() for c in key.strip()):
-        raise InvalidParameter(f"apiKey must be a non-empty string without spaces, at most {MAX_KEY_LENGTH} "
-                               "characters", parameter="apiKey")
+    if (
+        not isinstance(key, str)
+        or not key.strip()
+        or len(key) > MAX_KEY_LENGTH
+        or any(c.isspace() for c in key.strip())
+    ):
+        raise InvalidParameter(
+            f"apiKey must be a non-empty string without spaces, at most {MAX_KEY_LENGTH} characters", parameter="apiKey"
+        )
     return key.strip()
 
 
@@ -91,7 +97,13 @@ def status(folder: Path | None, env: Mapping[str, str] | None = None) -> dict[st
         return "saved" if field in saved else None
 
     url_source = source("RUNWARE_API_URL", "apiUrl")
-    url = env.get("RUNWARE_API_URL", "").strip() if url_source == "environment" else saved.get("apiUrl", DEFAULT_API_URL)
+    url = (
+        env.get("RUNWARE_API_URL", "").strip() if url_source == "environment" else saved.get("apiUrl", DEFAULT_API_URL)
+    )
     key_source = source("RUNWARE_API_KEY", "apiKey")
-    return {"apiUrl": url, "apiUrlSource": url_source or "default", "keySet": key_source is not None,
-            "keySource": key_source}
+    return {
+        "apiUrl": url,
+        "apiUrlSource": url_source or "default",
+        "keySet": key_source is not None,
+        "keySource": key_source,
+    }

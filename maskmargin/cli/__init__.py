@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import MaskMarginError
+from ..errors import MaskMarginError
+
+if TYPE_CHECKING:  # the command line imports its heavy parts per command: `--help` stays instant
+    from ..loader import ModelDirs
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -21,31 +25,50 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--output-dir", default="output", help="where URL outputs are written (default: output)")
     run.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
     run.add_argument("--device", help="torch device for YOLO models (default: cuda when available)")
-    run.add_argument("--tiles", action="store_true",
-                     help="also search overlapping tiles of each image (2 x 2, finer above 2560 px): finds faces "
-                     "smaller than about 6%% of the image's longer side, at one detection per tile more "
-                     "(local runs only)")
-    run.add_argument("--remote", action="store_true",
-                     help="detect on the Image Masking API at RUNWARE_API_URL (key: RUNWARE_API_KEY); "
-                     "masks are still built here, at each input's size")
+    run.add_argument(
+        "--tiles",
+        action="store_true",
+        help="also search overlapping tiles of each image (2 x 2, finer above 2560 px): finds faces "
+        "smaller than about 6%% of the image's longer side, at one detection per tile more "
+        "(local runs only)",
+    )
+    run.add_argument(
+        "--remote",
+        action="store_true",
+        help="detect on the Image Masking API at RUNWARE_API_URL (key: RUNWARE_API_KEY); "
+        "masks are still built here, at each input's size",
+    )
 
     srv = sub.add_parser("serve", help="serve the Image Masking API over HTTP (POST /v1)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8700, help="port (default: 8700; 0 picks a free one)")
-    srv.add_argument("--api-key", help="require this key (Bearer header or authentication task); "
-                     "prefer --api-key-file or MASKMARGIN_SERVICE_KEY, which stay out of the process list")
-    srv.add_argument("--api-key-file", help="accept the keys in this file, one per line (a key per user); "
-                     "'#' starts a comment")
-    srv.add_argument("--allow-private-urls", action="store_true",
-                     help="let URL inputs and uploadEndpoint reach private, loopback and link-local addresses")
-    srv.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
-                     help="allow URLs into this network only (repeatable), e.g. an internal bucket")
+    srv.add_argument(
+        "--api-key",
+        help="require this key (Bearer header or authentication task); "
+        "prefer --api-key-file or MASKMARGIN_SERVICE_KEY, which stay out of the process list",
+    )
+    srv.add_argument(
+        "--api-key-file", help="accept the keys in this file, one per line (a key per user); '#' starts a comment"
+    )
+    srv.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let URL inputs and uploadEndpoint reach private, loopback and link-local addresses",
+    )
+    srv.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allow URLs into this network only (repeatable), e.g. an internal bucket",
+    )
     srv.add_argument("--max-body-mb", type=float, default=48, help="largest request body (default: 48)")
     srv.add_argument("--max-pixels", type=int, default=4096 * 4096, help="largest input image in pixels")
     srv.add_argument("--max-tasks", type=int, default=32, help="most tasks per request (default: 32)")
     srv.add_argument("--max-concurrency", type=int, default=4, help="requests worked on at once (default: 4)")
-    srv.add_argument("--max-connections", type=int, default=64,
-                     help="open connections at once; more get 503 (default: 64)")
+    srv.add_argument(
+        "--max-connections", type=int, default=64, help="open connections at once; more get 503 (default: 64)"
+    )
     srv.add_argument("--timeout", type=float, default=30, help="seconds for reading requests and fetching URLs")
     srv.add_argument("--public-url", help="base URL of mask links (default: http://<Host header>)")
     srv.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
@@ -54,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="face and eye masks of a public-domain photo, written to a folder")
     demo.add_argument("--output-dir", default="output")
 
-    dl = sub.add_parser("download", help="download a YOLO model file, or `mediapipe` for MediaPipe's files (sha256 checked)")
+    dl = sub.add_parser(
+        "download", help="download a YOLO model file, or `mediapipe` for MediaPipe's files (sha256 checked)"
+    )
     dl.add_argument("model", help="a YOLO model name from `models`, e.g. face_yolov8n, or mediapipe")
     dl.add_argument("--wheel-dir", help="mediapipe: keep the downloaded wheel here and reuse it (a cache)")
     dl.add_argument("--models-dir", help="models folder (default: MASKMARGIN_MODELS_DIR or ./models)")
@@ -81,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     return _models(args.models_dir)
 
 
-def _dirs(models_dir: str | None):
-    from .loader import ModelDirs
+def _dirs(models_dir: str | None) -> ModelDirs:
+    from ..loader import ModelDirs
 
     if not models_dir:
         return ModelDirs()
@@ -91,7 +116,7 @@ def _dirs(models_dir: str | None):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .api_tasks import run_tasks
+    from ..api_tasks import run_tasks
     from .local_context import LocalContext
 
     try:
@@ -106,11 +131,13 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(tasks, list) or not tasks:
         print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
         return EXIT_USAGE
+    # relative file paths in a tasks file are the file's own: it runs the same from any folder
+    base_dir = Path.cwd() if args.tasks == "-" else Path(args.tasks).resolve().parent
     if args.remote and args.tiles:
         print("error: --tiles searches tiles with a local detector; leave it out with --remote", file=sys.stderr)
         return EXIT_USAGE
     if args.remote:
-        from .remote_client import RemoteConfig
+        from ..remote.config import RemoteConfig
         from .remote_context import RemoteContext
 
         try:
@@ -118,14 +145,15 @@ def _run(args: argparse.Namespace) -> int:
         except MaskMarginError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
-        context = RemoteContext(Path(args.output_dir), config)
+        remote = RemoteContext(Path(args.output_dir), config, base_dir)
         try:
-            context.prefetch(tasks)
-            answer = run_tasks(tasks, context)
+            remote.prefetch(tasks)
+            answer = run_tasks(tasks, remote)
         finally:
-            context.close()
+            remote.close()
     else:
-        answer = run_tasks(tasks, LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device, args.tiles))
+        context = LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device, args.tiles, base_dir)
+        answer = run_tasks(tasks, context)
     print(json.dumps(answer, indent=2))
     return EXIT_TASK_FAILED if answer.get("errors") else EXIT_OK
 
@@ -134,8 +162,9 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from .server import ServiceConfig, serve
-    from .url_safety import URLPolicy, parse_networks
+    from ..service.core import ServiceConfig
+    from ..service.http import serve
+    from ..url_safety import URLPolicy, parse_networks
 
     key = args.api_key or os.environ.get("MASKMARGIN_SERVICE_KEY", "").strip() or None
     keys: tuple[str, ...] = ()
@@ -149,22 +178,41 @@ def _serve(args: argparse.Namespace) -> int:
         if not keys:
             print("error: --api-key-file holds no key", file=sys.stderr)
             return EXIT_USAGE
-    limits = (args.max_body_mb, args.max_pixels, args.max_tasks, args.max_concurrency, args.max_connections,
-              args.timeout)
+    limits = (
+        args.max_body_mb,
+        args.max_pixels,
+        args.max_tasks,
+        args.max_concurrency,
+        args.max_connections,
+        args.timeout,
+    )
     if min(limits) <= 0 or not 0 <= args.port <= 65535:
         print("error: --port must be 0..65535 and every --max-* and --timeout above 0", file=sys.stderr)
         return EXIT_USAGE
     try:
-        policy = URLPolicy(allow_private=args.allow_private_urls, allowed_networks=parse_networks(args.allow_network),
-                           timeout=args.timeout)
+        policy = URLPolicy(
+            allow_private=args.allow_private_urls,
+            allowed_networks=parse_networks(args.allow_network),
+            timeout=args.timeout,
+        )
     except MaskMarginError as exc:
         print(f"error: --allow-network: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     config = ServiceConfig(
-        host=args.host, port=args.port, api_key=key, api_keys=keys, url_policy=policy,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_pixels=args.max_pixels, max_tasks=args.max_tasks,
-        max_concurrency=args.max_concurrency, max_connections=args.max_connections, socket_timeout=args.timeout, public_url=args.public_url,
-        dirs=_dirs(args.models_dir), device=args.device,
+        host=args.host,
+        port=args.port,
+        api_key=key,
+        api_keys=keys,
+        url_policy=policy,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_pixels=args.max_pixels,
+        max_tasks=args.max_tasks,
+        max_concurrency=args.max_concurrency,
+        max_connections=args.max_connections,
+        socket_timeout=args.timeout,
+        public_url=args.public_url,
+        dirs=_dirs(args.models_dir),
+        device=args.device,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -176,15 +224,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .download import download_model
-    from .registry import find_model
+    from ..download import download_model
+    from ..registry import find_model
 
     if args.model.strip().lower() == "mediapipe":
         return _download_mediapipe(args)
     spec = find_model(args.model)
     if spec is None or not spec.needs_file:
-        print(f"error: {args.model} is not a downloadable YOLO model (see `python -m maskmargin models`)",
-              file=sys.stderr)
+        print(
+            f"error: {args.model} is not a downloadable YOLO model (see `python -m maskmargin models`)", file=sys.stderr
+        )
         return EXIT_USAGE
     folder = _dirs(args.models_dir).yolo_dirs(spec)[0]
 
@@ -202,7 +251,7 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _download_mediapipe(args: argparse.Namespace) -> int:
-    from .backends import mediapipe_files
+    from ..backends import mediapipe_files
 
     folder = _dirs(args.models_dir).mediapipe[0]
     try:
@@ -215,14 +264,13 @@ def _download_mediapipe(args: argparse.Namespace) -> int:
 
 
 def _models(models_dir: str | None = None) -> int:
-    from .backends import mediapipe_files
-    from .registry import MODELS
+    from ..backends import mediapipe_files
+    from ..registry import MODELS
 
     dirs = _dirs(models_dir)
     for spec in MODELS:
         if spec.needs_file:
-            present = any((d / spec.file_name).is_file() for d in dirs.yolo_dirs(spec))
-            state = "present" if present else f"missing: put {spec.file_name} in {dirs.yolo_dirs(spec)[0]}"
+            state = "present" if dirs.yolo_file(spec) else f"missing: put {spec.file_name} in {dirs.yolo_dirs(spec)[0]}"
         else:
             state = mediapipe_files.status(spec.backend, spec.option, dirs.mediapipe)
         print(f"{spec.name:32} {spec.air or 'extra':14} {spec.masks:48} {state}")

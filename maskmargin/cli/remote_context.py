@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .api_tasks import parse_masking_task
-from .detection import ImageDetections
+from ..api_tasks import parse_masking_task
+from ..detection import ImageDetections
+from ..remote.answers import RemoteMask
+from ..remote.client import MaskJob, RemoteClient, image_digest
+from ..remote.config import RemoteConfig
+from ..remote.detector import remote_air, remote_detections, remote_model
+from ..settings import MaskSettings
 from .local_context import LocalContext
-from .pipeline import MaskSettings
-from .remote_client import MaskJob, RemoteClient, RemoteConfig, RemoteMask, image_digest, remote_detections, remote_model
 
 
 def _key(air: str, settings: MaskSettings, pixels: np.ndarray) -> tuple:
@@ -24,8 +27,8 @@ def _key(air: str, settings: MaskSettings, pixels: np.ndarray) -> tuple:
 
 
 class RemoteContext(LocalContext):
-    def __init__(self, output_dir: Path, config: RemoteConfig):
-        super().__init__(output_dir)
+    def __init__(self, output_dir: Path, config: RemoteConfig, base_dir: Path | None = None):
+        super().__init__(output_dir, base_dir=base_dir)
         self.client = RemoteClient(config)
         self._fetched: dict[str, np.ndarray] = {}
         self._ready: dict[tuple, RemoteMask | Exception] = {}
@@ -51,9 +54,9 @@ class RemoteContext(LocalContext):
                 continue
             try:
                 parsed = parse_masking_task(task)
-                air = remote_model(parsed.model).air
+                air = remote_air(parsed.model)
                 pixels = self.fetch_image(parsed.input_image)
-            except Exception:  # noqa: BLE001 - reported when the task itself runs
+            except Exception:
                 continue
             bare = MaskSettings(parsed.settings.confidence, parsed.settings.max_detections, 0, 0)
             jobs.append(MaskJob(pixels, air, bare))
@@ -64,9 +67,10 @@ class RemoteContext(LocalContext):
     def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
         spec = remote_model(model)
         bare = MaskSettings(settings.confidence, settings.max_detections, 0, 0)
-        found = self._ready.pop(_key(spec.air, bare, pixels), None)
+        air = remote_air(model)
+        found = self._ready.pop(_key(air, bare, pixels), None)
         if found is None:
-            found = self.client.mask_images([pixels], spec.air, bare)[0]
+            found = self.client.mask_images([pixels], air, bare)[0]
         if isinstance(found, Exception):
             raise found
         return remote_detections(found, spec.name), found.cost

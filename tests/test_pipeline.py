@@ -1,0 +1,56 @@
+"""Image Mask (pipeline.image_mask): masks per image, input untouched, batching chosen by the detector's flag."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from photos import ASTRONAUT_IMAGE
+
+from maskmargin.backends.base import Detector
+from maskmargin.detection import Detection
+from maskmargin.loader import load_detector
+from maskmargin.pipeline import image_mask
+from maskmargin.registry import find_model
+from maskmargin.settings import MaskSettings, Progress
+
+
+class Recording(Detector):
+    """A detector that finds one fixed box and records how it was called."""
+
+    def __init__(self, batches: bool):
+        super().__init__(find_model("face_yolov8n"))
+        self.batches = batches  # type: ignore[misc]
+        self.calls: list[str] = []
+
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        self.calls.append("detect")
+        return [Detection((10, 10, 30, 30), 0.9, "face")]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        self.calls.append(f"batch of {len(images)}")
+        return super().detect_batch(images, confidence, max_detections, progress)
+
+
+def test_batching_detectors_get_the_whole_batch_others_one_image_at_a_time():
+    images = torch.rand(3, 64, 64, 3)
+    batched, single = Recording(batches=True), Recording(batches=False)
+    a = image_mask(batched, images, MaskSettings(mask_padding=0, mask_blur=0))
+    b = image_mask(single, images, MaskSettings(mask_padding=0, mask_blur=0))
+    assert batched.calls[0] == "batch of 3"
+    assert sorted(single.calls) == ["batch of 1"] * 3 + ["detect"] * 3
+    assert torch.equal(a.masks, b.masks)
+    assert a.masks[:, 10:30, 10:30].eq(1).all() and a.masks.sum() == 3 * 400
+
+
+def test_face_mask_of_the_astronaut_and_the_input_is_untouched():
+    batch = ASTRONAUT_IMAGE.unsqueeze(0).repeat(2, 1, 1, 1)
+    before = batch.clone()
+    result = image_mask(load_detector("mediapipe_face_full"), batch, MaskSettings(), with_preview=True)
+    assert torch.equal(batch, before)
+    assert result.masks.shape == (2, 512, 512) and torch.equal(result.masks[0], result.masks[1])
+    assert result.masks[0, 120, 225] == 1 and result.masks[0, 450, 50] == 0
+    (box,) = result.to_api()[0]
+    assert 150 < box["x_min"] < 200 and 250 < box["x_max"] < 310
+    assert result.preview.shape == (2, 512, 512, 3) and not torch.equal(result.preview[0], batch[0])
