@@ -166,6 +166,8 @@ class TFLiteModule(nn.Module):
         tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
         if tensor.dtype == torch.float64 or tensor.dtype == torch.float16:
             tensor = tensor.float()
+        if tensor.dim() == 4:  # convolution weights: channels-last, as the activations (faster kernels)
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
         self.register_buffer(name, tensor, persistent=False)
         return name
 
@@ -498,7 +500,7 @@ class TFLiteModule(nn.Module):
         def step(env: list) -> None:
             x = env[src]
             n, c, h, w = x.shape
-            x = x.view(n, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)
+            x = x.reshape(n, bs, bs, c // (bs * bs), h, w).permute(0, 3, 4, 1, 5, 2)
             env[dst] = x.reshape(n, c // (bs * bs), h * bs, w * bs)
 
         return step
@@ -540,7 +542,7 @@ class TFLiteModule(nn.Module):
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         """`image`: [B, C, H, W] float, already scaled to the model's input range."""
         env: list[torch.Tensor | None] = [None] * len(self.model.tensors)
-        env[self.input_index[0]] = image
+        env[self.input_index[0]] = image.contiguous(memory_format=torch.channels_last)
         for step, free in zip(self._steps, self._free, strict=True):
             step(env)
             for i in free:
