@@ -4,9 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench eval clean
+MEDIAPIPE_FILES := models/mediapipe/.complete
+
+.PHONY: demo test venv bench eval clean mediapipe-files
 
 venv: $(STAMP)
+
+# MediaPipe's .tflite files, out of the mediapipe 0.10.21 wheel (pip download, sha256-checked; never committed).
+mediapipe-files: $(MEDIAPIPE_FILES)
+
+$(MEDIAPIPE_FILES): | $(STAMP)
+	$(PY) -m maskmargin download mediapipe --models-dir models
+	touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,19 +27,19 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) -m maskmargin demo --output-dir output
 
-test: $(STAMP)
+test: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PY) -m pytest -q -rs
 
-bench: $(STAMP)
+bench: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) benchmarks/bench_image_mask.py
 
-eval: $(STAMP)
+eval: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) benchmarks/eval_detection.py ../shared/eval/dev
 
 clean:

@@ -97,8 +97,8 @@ def _by_detection(frame: Labels, parts: list[Box], found: ImageDetections) -> li
     touching: dict[int, list[int]] = {}  # part index -> detections whose box holds some of its pixels
     for j, box in enumerate(boxes):
         present = np.bincount(frame.at(box).ravel(), minlength=1)  # counting beats sorting (np.unique)
-        for k in np.flatnonzero(present[1:]):
-            touching.setdefault(int(k), []).append(j)
+        for part_index in np.flatnonzero(present[1:]):  # (not `k`: numpy 2's stubs type it apart from the int below)
+            touching.setdefault(int(part_index), []).append(j)
     pieces: dict[int, list[Region]] = {}  # detection -> pieces of the mask it owns
     orphans: list[Region] = []
     for k, box in enumerate(parts):
