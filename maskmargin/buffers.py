@@ -26,7 +26,9 @@ def empty(
 def zeros(
     shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    return empty(shape, device, dtype).zero_()
+    if torch.device(device).type == "cpu" and dtype in _NUMPY:  # one plain pass, no thread pool to wait on
+        return torch.from_numpy(np.zeros(shape, dtype=_NUMPY[dtype]))
+    return torch.zeros(shape, device=device, dtype=dtype)
 
 
 def copy_of(x: torch.Tensor) -> torch.Tensor:
