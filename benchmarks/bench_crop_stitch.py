@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(f"{phase} {side} {e:.2f}")
         print(f"growth exponent in {label} ({got[0]}-{got[-1]}): " + ", ".join(parts))
     if not args.quick:
-        print(f"\npeak memory above the inputs (one call after a warm-up, each side in its own process, MiB)")
+        print("\npeak memory above the inputs (one call after a warm-up, each side in its own process, MiB)")
         print(f"{'case':<9} {'inputs':>7} {'ours':>7} {'floor':>7} {'ratio':>6}")
         for name in [m for m in MEMORY_CASES if m in names]:
             a, b = child(name, args.device, 1, "ours"), child(name, args.device, 1, "floor")

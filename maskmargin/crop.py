@@ -73,14 +73,17 @@ def crop_window(box: Box, margin: int, width: int, height: int) -> Box:
 
 
 def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, settings: CropSettings) -> list[Crop]:
-    """The crops of a batch of [B, H, W] masks, image by image."""
-    plan = []
-    for b in range(masks.shape[0]):
+    """The crops of a batch of [B, H, W] masks, image by image (the images' regions found on worker threads)."""
+
+    def regions_of(b: int) -> list[Region]:
         found = detections[b] if detections is not None else None
         regions = find_regions(masks[b], found, settings.min_region_size)
-        if settings.merge_overlapping:
-            regions = _merge_overlapping(regions, settings)
-        plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
+        return _merge_overlapping(regions, settings) if settings.merge_overlapping else regions
+
+    plan = []
+    with in_order(regions_of, range(masks.shape[0])) as per_image:
+        for b, regions in enumerate(per_image):
+            plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
     return plan
 
 
