@@ -32,6 +32,15 @@ def zeros(
     return torch.zeros(shape, device=device, dtype=dtype)
 
 
+def clear(x: torch.Tensor) -> torch.Tensor:
+    """`x` set to zero in place and returned: numpy's fill on the CPU (one thread, no thread pool to wait
+    on; torch's zero_ starts its OpenMP pool above 32,768 elements)."""
+    if x.device.type == "cpu" and x.dtype in _NUMPY:
+        x.numpy().fill(0)
+        return x
+    return x.zero_()
+
+
 def copy_of(x: torch.Tensor) -> torch.Tensor:
     """A contiguous copy of `x` (any strides) that shares no memory with it.
 

@@ -158,10 +158,7 @@ def owned_mask(mask: torch.Tensor, crop: Crop) -> torch.Tensor:
         torch.mul(mask[ry0:ry1, rx0:rx1], torch.from_numpy(crop.region.owned).to(mask.device), out=inner)
     # zero only the context around the region's box (the window is often several times the box)
     for part in (out[: rows.start], out[rows.stop :], out[rows, : cols.start], out[rows, cols.stop :]):
-        if part.device.type == "cpu":
-            part.numpy().fill(0)
-        else:
-            part.zero_()
+        buffers.clear(part)
     return out
 
 
@@ -229,5 +226,5 @@ def mask_margin_crop(
                 progress(i + 1, len(plan))
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it
         resize(rgb[0].to(device), settings.height, settings.width, out=crops[0])
-        crop_masks.zero_()
+        buffers.clear(crop_masks)
     return CropResult(crops, crop_masks, images, masks, tuple(plan), settings.width, settings.height)

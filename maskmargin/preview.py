@@ -26,6 +26,8 @@ def draw_preview(
     Inputs are not modified."""
     if out is None:
         out = copy_of(rgb.to(torch.float32))
+    elif out.device.type == "cpu" and rgb.device.type == "cpu" and rgb.dtype == out.dtype == torch.float32:
+        np.copyto(out.numpy(), rgb.numpy())  # numpy's copy: one thread, no thread pool to wait on
     else:
         out.copy_(rgb)
     _draw(out, masks, found)
