@@ -96,6 +96,16 @@ def test_labelling_window_by_window_equals_labelling_the_whole_frame():
         assert parts.boxes == [box for box, _ in reference]
         for k, (_, pixels) in enumerate(reference):
             assert np.array_equal(parts.owned(k), pixels)
+        for _ in range(10):  # the parts a box touches: from their boxes, or pixel by pixel where it cuts them
+            bx, by = int(rng.integers(0, on.shape[1])), int(rng.integers(0, on.shape[0]))
+            box = (bx, by, bx + int(rng.integers(1, 60)), by + int(rng.integers(1, 60)))
+            expected = []
+            for k, ((x0, y0, x1, y1), pixels) in enumerate(reference):
+                frame = np.zeros(on.shape, bool)
+                frame[y0:y1, x0:x1] = pixels
+                if frame[box[1] : box[3], box[0] : box[2]].any():
+                    expected.append(k)
+            assert parts.touching(box) == expected
         windows = occupied_windows(on)
         covered = np.zeros(on.shape, int)
         for x0, y0, x1, y1 in windows:
