@@ -7,6 +7,8 @@ detector already has and shown as JPEG, so a large batch pays for neither full-s
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -145,14 +147,9 @@ def _tint_np(out: np.ndarray, mask: np.ndarray, sample: tuple[np.ndarray, np.nda
         window[...] = np.rint(mixed) if peak > 1 else mixed
 
 
-def _outline(
-    out: np.ndarray | torch.Tensor,
-    image_found: ImageDetections,
-    scale: tuple[float, float],
-    colour: np.ndarray | torch.Tensor,
-    t: int,
-) -> None:
-    """Every detection's box drawn `t` pixels wide on one [h, w, 3] image (a numpy array or a tensor)."""
+def _outline(out: Any, image_found: ImageDetections, scale: tuple[float, float], colour: Any, t: int) -> None:
+    """Every detection's box drawn `t` pixels wide on one [h, w, 3] image: a numpy array with a numpy
+    colour, or a tensor with a tensor colour (plain slicing, the same on both)."""
     h, w = out.shape[:2]
     for det in image_found.detections:
         x0, y0, x1, y1 = det.pixel_box(image_found.width, image_found.height)
