@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from contention import background_load, growth_exponent, interleaved  # noqa: E402
+from contention import background_load, growth_exponent, interleaved, paired_ratio  # noqa: E402
 
 CASES = {
     "4k-1": dict(width=3840, height=2160, batch=1, regions=1, working=1024, target_ms=30),
@@ -190,6 +190,8 @@ def run_case(name: str, device: str, repeats: int, memory: str | None) -> dict:
             for phase, t in (("quiet", quiet), ("loaded", loaded))
             for k, v in t.items()
         },
+        "quiet_paired": paired_ratio(quiet["ours"], quiet["floor"]),
+        "loaded_paired": paired_ratio(loaded["ours"], loaded["floor"]),
     }
 
 
@@ -222,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         f"'loaded': one busy process per core started by the benchmark"
     )
     print(
-        f"{'case':<9} {'crops':>5} | {'quiet ms':>8} {'floor':>7} {'ratio':>6} | {'loaded ms':>9} {'floor':>7} "
-        f"{'ratio':>6} | {'per img':>7} {'target':>7}"
+        "ratio: the median of ours / floor over rounds run back to back (the medians' ratio in brackets)\n"
+        f"{'case':<9} {'crops':>5} | {'quiet ms':>8} {'floor':>7} {'ratio':>15} | {'loaded ms':>9} {'floor':>7} "
+        f"{'ratio':>15} | {'per img':>7} {'target':>7}"
     )
     results = {}
     for name in names:
@@ -238,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if not r["target_ms"] else " PASS" if per_image < r["target_ms"] else " FAIL"
         print(
             f"{name:<9} {r['crops']:>5} | {r['quiet_ours']:8.1f} {r['quiet_floor']:7.1f} "
-            f"{r['quiet_ours'] / r['quiet_floor']:5.2f}x | {r['loaded_ours']:9.1f} {r['loaded_floor']:7.1f} "
-            f"{r['loaded_ours'] / r['loaded_floor']:5.2f}x | {per_image:7.1f} {target:>7}{verdict}",
+            f"{r['quiet_paired']:5.2f}x ({r['quiet_ours'] / r['quiet_floor']:5.2f}x) | "
+            f"{r['loaded_ours']:9.1f} {r['loaded_floor']:7.1f} "
+            f"{r['loaded_paired']:5.2f}x ({r['loaded_ours'] / r['loaded_floor']:5.2f}x) | "
+            f"{per_image:7.1f} {target:>7}{verdict}",
             flush=True,
         )
     for label, series, key in (("regions on 4K", REGIONS, "r"), ("frames of 1024 px", FRAMES, "f")):

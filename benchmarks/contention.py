@@ -29,7 +29,9 @@ def cores() -> int:
 def background_load(processes: int | None = None) -> Iterator[int]:
     """Busy Python processes (pure arithmetic loops) for the duration of the block; yields their count."""
     n = processes if processes is not None else cores()
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    # each loops until its parent is gone, so a benchmark killed midway leaves no busy process behind
+    loop = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(n)]
     try:
         time.sleep(0.3)  # let them reach the scheduler
         yield n
@@ -41,9 +43,11 @@ def background_load(processes: int | None = None) -> Iterator[int]:
 
 
 class Timing(float):
-    """Median seconds of a measurement (the float value), with the fastest run kept as `.min`."""
+    """Median seconds of a measurement (the float value), with the fastest run kept as `.min` and every
+    run, in order, as `.runs`."""
 
     min: float
+    runs: list[float]
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
@@ -62,7 +66,14 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     for k, v in times.items():
         out[k] = Timing(statistics.median(v))
         out[k].min = min(v)
+        out[k].runs = v
     return out
+
+
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """The median of a's runs over b's run of the same round: the two ran back to back, so a load that
+    comes and goes (other processes on a shared machine) mostly cancels out."""
+    return statistics.median(x / y for x, y in zip(a.runs, b.runs))
 
 
 def growth_exponent(sizes: list[float], seconds: list[float]) -> float:
