@@ -7,7 +7,7 @@ the input, where it is 1 it is the inpainted pixel, and no pixel depends on the 
 One blend kernel per device kind, chosen by where the tensors are (`blend_kernel`): on the CPU numpy
 (one thread per call, no thread pool to wait on, the GIL let go), so each worker scales its crop back
 and blends it at once (regions own disjoint pixels: the workers never write the same pixel); on a GPU
-one in-place torch lerp per crop, in crop order.
+a torch lerp per crop, in crop order.
 """
 
 from __future__ import annotations
@@ -101,9 +101,11 @@ def blend_numpy(out: torch.Tensor, stitch: CropResult, i: int, back: torch.Tenso
 
 
 def blend_torch(out: torch.Tensor, stitch: CropResult, i: int, back: torch.Tensor) -> None:
-    """Crop i blended into `out` on any device: one in-place lerp weighted by mask x ownership
-    (lerp is exact at both ends: weight 0 keeps the source, weight 1 gives the inpainted pixel)."""
+    """Crop i blended into `out` on any device: a lerp weighted by the mask (exact at both ends: weight
+    0 keeps the source, weight 1 gives the inpainted pixel), kept only where the region owns a pixel
+    with weight > 0, so no other pixel changes by a bit even if the sampler gave NaN or infinity."""
     target, new, alpha, owned = _region_of(out, stitch, i, back)
-    weight = alpha.to(out.device, torch.float32).clamp(0, 1)
-    weight.mul_(torch.from_numpy(owned).to(out.device))
-    target.lerp_(new.to(out.device, target.dtype), weight.unsqueeze(-1).to(target.dtype))
+    weight = alpha.to(out.device, torch.float32)
+    keep = torch.from_numpy(owned).to(out.device) & (weight > 0)
+    blended = torch.lerp(target, new.to(out.device, target.dtype), weight.clamp(0, 1).unsqueeze(-1).to(target.dtype))
+    target.copy_(torch.where(keep.unsqueeze(-1), blended, target))

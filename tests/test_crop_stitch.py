@@ -334,3 +334,22 @@ def test_a_parallel_copy_of_a_large_frame_is_exact():
     assert torch.equal(out, view) and out.is_contiguous() and out.data_ptr() != big.data_ptr()
     flat = big[0, ..., 0]
     assert torch.equal(copy_of(flat), flat)
+
+
+def test_a_sampler_output_of_nan_changes_no_unmasked_pixel():
+    from maskmargin.buffers import copy_of
+    from maskmargin.resample import resize
+    from maskmargin.stitch import blend_numpy, blend_torch
+
+    mask = faded_boxes(256, 256, [(60, 60, 140, 150)], blur=6)
+    image = photo(256, 256).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
+    bad = torch.full_like(c.crops, float("nan"))
+    out = inpaint_stitch(c, bad)
+    assert torch.equal(out[0][mask == 0], image[0][mask == 0]) and torch.isnan(out[0][mask > 0]).all()
+    x0, y0, x1, y1 = c.plan[0].window
+    back = resize(bad[0], y1 - y0, x1 - x0, kernel="opencv")
+    for kernel in (blend_numpy, blend_torch):
+        out = copy_of(image)
+        kernel(out, c, 0, back)
+        assert torch.equal(out[0][mask == 0], image[0][mask == 0])
