@@ -53,7 +53,7 @@ def copy_of(x: torch.Tensor) -> torch.Tensor:
     if src.nbytes < PARALLEL_COPY or src.ndim < 2:
         np.copyto(dst, src)
         return out
-    from .workers import in_order
+    from .workers import each
 
     if src.ndim == 2:
         src, dst = src[None], dst[None]
@@ -63,7 +63,5 @@ def copy_of(x: torch.Tensor) -> torch.Tensor:
     def one(slab: tuple[int, slice]) -> None:
         np.copyto(dst[slab], src[slab])
 
-    with in_order(one, slabs) as done:
-        for _ in done:
-            pass
+    each(one, slabs)
     return out

@@ -26,7 +26,7 @@ from .images import check_image_batch, rgb_tensor
 from .regions import Box, Region, find_regions, merge
 from .resample import resize
 from .settings import CropSettings, Progress
-from .workers import in_order
+from .workers import each
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,8 @@ def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, se
         return _merge_overlapping(regions, settings) if settings.merge_overlapping else regions
 
     plan = []
-    with in_order(regions_of, range(masks.shape[0])) as per_image:
-        for b, regions in enumerate(per_image):
-            plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
+    for b, regions in enumerate(each(regions_of, range(masks.shape[0]))):
+        plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
     return plan
 
 
@@ -220,10 +219,7 @@ def mask_margin_crop(
         mask = owned_mask(masks[c.image], c).to(device)
         resize(mask, settings.height, settings.width, out=crop_masks[i], smooth=True)
 
-    with in_order(one, range(len(plan))) as done:
-        for i, _ in enumerate(done):
-            if progress is not None:
-                progress(i + 1, len(plan))
+    each(one, range(len(plan)), progress)
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it
         resize(rgb[0].to(device), settings.height, settings.width, out=crops[0])
         buffers.clear(crop_masks)

@@ -23,7 +23,7 @@ from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
 from .resample import resize
 from .settings import Progress
-from .workers import in_order
+from .workers import each, in_order
 
 Blend = Callable[[torch.Tensor, CropResult, int, torch.Tensor], None]
 
@@ -42,19 +42,17 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
     out = copy_of(source)  # a new tensor: images without a region (all of them, with a placeholder) pass through
     inpainted = rgb_tensor(inpainted)
     kernel = blend_kernel(out, stitch.masks)
-    together = kernel is blend_numpy  # disjoint pixels, no shared state: blend on the worker that scaled back
 
     def scaled_back(i: int) -> torch.Tensor:  # the costly part, on worker threads
         x0, y0, x1, y1 = stitch.plan[i].window
-        back = resize(inpainted[i].to(source.device), y1 - y0, x1 - x0)
-        if together:
-            kernel(out, stitch, i, back)
-        return back
+        return resize(inpainted[i].to(source.device), y1 - y0, x1 - x0)
 
+    if kernel is blend_numpy:  # disjoint pixels, no shared state: each crop blended where it was scaled back
+        each(lambda i: kernel(out, stitch, i, scaled_back(i)), range(len(stitch.plan)), progress)
+        return out
     with in_order(scaled_back, range(len(stitch.plan))) as backs:
         for i, back in enumerate(backs):
-            if not together:
-                kernel(out, stitch, i, back)
+            kernel(out, stitch, i, back)
             if progress is not None:
                 progress(i + 1, len(stitch.plan))
     return out
