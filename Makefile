@@ -12,6 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt
+	# the older Runware SDK imports as `runware` too (like runware-sdk): kept in its own folder for the tests
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/runware-0.5 runware==0.5.24
 	# the engine itself, editable: `maskmargin ...` and `python -m maskmargin` work from any folder
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)

@@ -7,9 +7,9 @@ input images, load detectors and publish mask images; everything else is shared.
 from __future__ import annotations
 
 import base64
-import math
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,30 +18,15 @@ import numpy as np
 from .backends.base import Detector
 from .detection import ImageDetections
 from .errors import InvalidParameter, MaskMarginError
-from .images import FORMATS, encode_mask, to_data_uri
+from .images import encode_mask, to_data_uri
 from .masks import build_mask
 from .pipeline import detect_arrays
 from .settings import MaskSettings
+from .task_fields import IMAGE_MASKING, IMAGE_UPLOAD, TASK_UUID, read_task
+from .task_fields import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported: the fronts' choices
+from .task_fields import OUTPUT_TYPES as OUTPUT_TYPES
 
-OUTPUT_FORMATS = tuple(FORMATS)
-OUTPUT_TYPES = ("base64Data", "dataURI", "URL")
 LOCAL_COST = 0.0  # local runs cost nothing; the field exists so clients can read it either way
-
-MASKING_FIELDS = {
-    "taskType",
-    "taskUUID",
-    "inputImage",
-    "model",
-    "confidence",
-    "maxDetections",
-    "maskPadding",
-    "maskBlur",
-    "outputFormat",
-    "outputType",
-    "includeCost",
-    "uploadEndpoint",
-}
-UPLOAD_FIELDS = {"taskType", "taskUUID", "image"}
 
 
 @dataclass(frozen=True)
@@ -54,16 +39,14 @@ class MaskingTask:
     output_type: str = "URL"
     include_cost: bool = False
     upload_endpoint: str | None = None
+    output_quality: int = 95
+    webhook_url: str | None = None
+    delivery_method: str = "sync"
+    ttl: int | None = None  # seconds a URL output is kept (services); None: as long as the store allows
 
 
 def check_uuid(value: Any, parameter: str = "taskUUID") -> str:
-    try:
-        parsed = uuid.UUID(str(value))
-    except (ValueError, AttributeError, TypeError):
-        parsed = None
-    if not isinstance(value, str) or parsed is None or parsed.version != 4:
-        raise InvalidParameter(f"{parameter} must be a UUID v4 string, got {value!r}", parameter=parameter)
-    return value
+    return TASK_UUID.read(value, parameter)
 
 
 def is_uuid(value: str) -> bool:
@@ -74,71 +57,32 @@ def is_uuid(value: str) -> bool:
     return len(value) == 36
 
 
-def _check_fields(task: dict, allowed: set[str]) -> None:
-    unknown = sorted(set(task) - allowed)
-    if unknown:
-        raise InvalidParameter(
-            f"unknown field {unknown[0]!r} for {task.get('taskType')}; allowed: {', '.join(sorted(allowed))}",
-            parameter=unknown[0],
-        )
-
-
-def _required_str(task: dict, name: str) -> str:
-    value = task.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidParameter(f"{name} is required (a non-empty string)", parameter=name)
-    return value
-
-
-def _number(task: dict, name: str, default: float) -> float:
-    value = task.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameter(f"{name} must be a number, got {value!r}", parameter=name)
-    return float(value)
-
-
-def _integer(task: dict, name: str, default: int) -> int:
-    value = task.get(name, default)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameter(f"{name} must be an integer, got {value!r}", parameter=name)
-    return value
-
-
-def _choice(task: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = task.get(name, default)
-    for choice in choices:
-        if isinstance(value, str) and value.lower() == choice.lower():
-            return choice
-    raise InvalidParameter(f"{name} must be one of {', '.join(choices)}, got {value!r}", parameter=name)
-
-
 def parse_masking_task(task: dict) -> MaskingTask:
-    """A validated imageMasking task; out-of-range values raise InvalidParameter naming the field."""
-    _check_fields(task, MASKING_FIELDS)
-    task_uuid = check_uuid(task.get("taskUUID"))
-    include_cost = task.get("includeCost", False)
-    if not isinstance(include_cost, bool):
-        raise InvalidParameter(f"includeCost must be true or false, got {include_cost!r}", parameter="includeCost")
-    endpoint = task.get("uploadEndpoint")
-    if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
-        raise InvalidParameter("uploadEndpoint must be an http(s) URL", parameter="uploadEndpoint")
+    """A validated imageMasking task, flat or in the current schema's `inputs`/`settings` form.
+
+    Fields, defaults and ranges come from `task_fields.IMAGE_MASKING`; a bad value raises
+    InvalidParameter naming the field.
+    """
+    v = read_task(task, IMAGE_MASKING)
     settings = MaskSettings(
-        confidence=_number(task, "confidence", 0.25),
-        max_detections=_integer(task, "maxDetections", 6),
-        mask_padding=_integer(task, "maskPadding", 4),
-        mask_blur=_integer(task, "maskBlur", 4),
+        confidence=v["confidence"],
+        max_detections=v["maxDetections"],
+        mask_padding=v["maskPadding"],
+        mask_blur=v["maskBlur"],
     )
     return MaskingTask(
-        task_uuid=task_uuid,
-        input_image=_required_str(task, "inputImage"),
-        model=_required_str(task, "model"),
+        task_uuid=v["taskUUID"],
+        input_image=v["inputImage"],
+        model=v["model"],
         settings=settings,
-        output_format=_choice(task, "outputFormat", "JPG", OUTPUT_FORMATS),
-        output_type=_choice(task, "outputType", "URL", OUTPUT_TYPES),
-        include_cost=include_cost,
-        upload_endpoint=endpoint,
+        output_format=v["outputFormat"],
+        output_type=v["outputType"],
+        include_cost=v["includeCost"],
+        upload_endpoint=v["uploadEndpoint"],
+        output_quality=v["outputQuality"],
+        webhook_url=v["webhookURL"],
+        delivery_method=v["deliveryMethod"],
+        ttl=v["ttl"],
     )
 
 
@@ -156,8 +100,8 @@ class TaskContext(ABC):
     def detector(self, model: str) -> Detector: ...
 
     @abstractmethod
-    def publish(self, data: bytes, image_uuid: str, fmt: str) -> str:
-        """Store mask bytes and return the URL that outputType URL hands back."""
+    def publish(self, data: bytes, image_uuid: str, fmt: str, ttl: int | None = None) -> str:
+        """Store mask bytes (for `ttl` seconds, where the context forgets) and return outputType URL's URL."""
 
     @abstractmethod
     def put(self, url: str, data: bytes, fmt: str) -> None:
@@ -170,22 +114,34 @@ class TaskContext(ABC):
         """
         return detect_arrays(self.detector(model), [pixels], settings)[0], None
 
+    def load_image(self, reference: str) -> tuple[np.ndarray, bytes | None]:
+        """(pixels, the encoded bytes when the context keeps them) for a reference that is no UUID."""
+        return self.fetch_image(reference), None
+
+    def find_image(self, image_uuid: str) -> np.ndarray | None:
+        return self.images.get(image_uuid.lower())
+
     def resolve_image(self, reference: str) -> tuple[str, np.ndarray]:
         """(imageUUID, pixels): a known UUID, or a new UUID for any other reference."""
         if is_uuid(reference):
-            found = self.images.get(reference.lower())
+            found = self.find_image(reference)
             if found is None:
                 raise InvalidParameter(
                     f"no image with UUID {reference}: upload it first (imageUpload)", parameter="inputImage"
                 )
             return reference, found
-        pixels = self.fetch_image(reference)
-        return self.store_image(pixels), pixels
+        pixels, data = self.load_image(reference)
+        return self.store_image(pixels, data), pixels
 
-    def store_image(self, pixels: np.ndarray) -> str:
+    def store_image(self, pixels: np.ndarray, data: bytes | None = None) -> str:
+        """Keep an image for reuse by UUID (`data`: its encoded bytes, for contexts that keep files)."""
         image_uuid = str(uuid.uuid4())
         self.images[image_uuid] = pixels
         return image_uuid
+
+    def image_url(self, image_uuid: str) -> str | None:
+        """Where an uploaded image can be read back (imageUpload's imageURL); None: nowhere."""
+        return None
 
 
 def run_masking(task: MaskingTask, context: TaskContext) -> dict[str, Any]:
@@ -199,7 +155,7 @@ def masking_result(
 ) -> dict:
     s = task.settings
     mask = build_mask(found, s.mask_padding, s.mask_blur)
-    data = encode_mask(mask, task.output_format)
+    data = encode_mask(mask, task.output_format, task.output_quality)
     mask_uuid = str(uuid.uuid4())
     result: dict[str, Any] = {
         "taskType": "imageMasking",
@@ -209,7 +165,9 @@ def masking_result(
         "maskImageUUID": mask_uuid,
     }
     if task.output_type == "URL":
-        result["maskImageURL"] = context.publish(data, mask_uuid, task.output_format)
+        result["maskImageURL"] = context.publish(data, mask_uuid, task.output_format, task.ttl)
+        # not in the API's docs, but ComfyUI's Runware nodes read the mask from imageURL
+        result["imageURL"] = result["maskImageURL"]
     elif task.output_type == "dataURI":
         result["maskImageDataURI"] = to_data_uri(data, task.output_format)
     else:
@@ -222,15 +180,19 @@ def masking_result(
 
 
 def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
-    _check_fields(task, UPLOAD_FIELDS)
-    task_uuid = check_uuid(task.get("taskUUID"))
+    v = read_task(task, IMAGE_UPLOAD)
     try:
-        pixels = context.fetch_image(_required_str(task, "image"))
+        pixels, data = context.load_image(v["image"])
     except InvalidParameter as exc:  # contexts name the masking field; an upload's field is "image"
         if exc.parameter != "inputImage":
             raise
         raise type(exc)(exc.message.replace("inputImage", "image"), parameter="image") from exc
-    return {"taskType": "imageUpload", "taskUUID": task_uuid, "imageUUID": context.store_image(pixels)}
+    image_uuid = context.store_image(pixels, data)
+    answer = {"taskType": "imageUpload", "taskUUID": v["taskUUID"], "imageUUID": image_uuid}
+    url = context.image_url(image_uuid)
+    if url is not None:
+        answer["imageURL"] = url
+    return answer
 
 
 def error_dict(code: str, message: str, parameter: str | None = None, task: Any = None) -> dict[str, Any]:
@@ -252,10 +214,32 @@ def error_entry(exc: Exception, task: Any) -> dict[str, Any]:
     return error_dict("internalError", f"{type(exc).__name__}: {exc}", None, task)
 
 
-def run_tasks(tasks: Any, context: TaskContext) -> dict[str, list]:
-    """Run a request (a JSON array of tasks) in order; returns {"data": [...]} plus "errors" when any failed."""
+TaskHandler = Callable[[dict, TaskContext], dict]
+
+
+def run_task(task: dict, context: TaskContext) -> dict:
+    """One imageMasking or imageUpload task's result (raises on failure)."""
+    if task.get("taskType") == "imageMasking":
+        parsed = parse_masking_task(task)
+        if parsed.webhook_url:  # a service posts results to webhooks (service/core.py); a local run prints them
+            raise InvalidParameter(
+                "webhookURL needs the service (python -m maskmargin serve); leave it out of local runs",
+                parameter="webhookURL",
+            )
+        return run_masking(parsed, context)
+    return run_upload(task, context)
+
+
+def run_tasks(tasks: Any, context: TaskContext, handlers: dict[str, TaskHandler] | None = None) -> dict[str, list]:
+    """Run a request (a JSON array of tasks) in order; returns {"data": [...]} plus "errors" when any failed.
+
+    `handlers` (taskType -> handler) add or replace task types: a service answers getResponse and ping
+    tasks and runs async deliveries its own way; every other rule (one answer per task, a taskUUID used
+    once per request) stays the same.
+    """
     if not isinstance(tasks, list) or not tasks:
         raise InvalidParameter("the request must be a non-empty JSON array of tasks", parameter="tasks")
+    table: dict[str, TaskHandler] = {"imageMasking": run_task, "imageUpload": run_task, **(handlers or {})}
     data, errors = [], []
     seen: set[str] = set()
     for task in tasks:
@@ -266,17 +250,14 @@ def run_tasks(tasks: Any, context: TaskContext) -> dict[str, list]:
             if isinstance(task_uuid, str) and task_uuid in seen:
                 raise InvalidParameter(f"taskUUID {task_uuid} is used twice in one request", parameter="taskUUID")
             kind = task.get("taskType")
-            if kind == "imageMasking":
-                parsed = parse_masking_task(task)
-                seen.add(parsed.task_uuid)
-                data.append(run_masking(parsed, context))
-            elif kind == "imageUpload":
-                data.append(run_upload(task, context))
-                seen.add(task["taskUUID"])
-            else:
+            handler = table.get(kind) if isinstance(kind, str) else None
+            if handler is None:
                 raise InvalidParameter(
-                    f"unsupported taskType {kind!r}; use imageMasking or imageUpload", parameter="taskType"
+                    f"unsupported taskType {kind!r}; use {' or '.join(sorted(table))}", parameter="taskType"
                 )
+            data.append(handler(task, context))
+            if isinstance(task_uuid, str):
+                seen.add(task_uuid)
         except Exception as exc:  # every task gets an answer; one failure never hides the others
             errors.append(error_entry(exc, task))
     out: dict[str, list] = {"data": data}

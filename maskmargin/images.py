@@ -135,15 +135,13 @@ def load_image_file(path: str | Path) -> np.ndarray:
     return decode_image_bytes(Path(path).read_bytes())
 
 
-def encode_mask(mask: np.ndarray | torch.Tensor, fmt: str = "PNG") -> bytes:
-    """Encode a [H, W] float mask (0..1) as an 8-bit grayscale image in PNG, JPG or WEBP."""
+def encode_mask(mask: np.ndarray | torch.Tensor, fmt: str = "PNG", quality: int = 95) -> bytes:
+    """Encode a [H, W] float mask (0..1) as an 8-bit grayscale image in PNG, JPG or WEBP (`quality`: JPG, WEBP)."""
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().float().cpu().numpy()
     u8 = np.clip(np.rint(mask * 255.0), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
-    options = {"quality": 95} if fmt in ("JPG", "WEBP") else {"optimize": False}
-    if fmt == "WEBP":
-        options["lossless"] = True
+    options = {"quality": quality} if fmt in ("JPG", "WEBP") else {"optimize": False}
     Image.fromarray(u8, mode="L").save(buf, format=FORMATS[fmt].pil, **options)
     return buf.getvalue()
 

@@ -1,7 +1,7 @@
 """The operations' parameter objects and the progress callback type, shared by the engine and every front.
 
-Each parameter's default and range is defined here once; the node schemas, the task parser and the
-command line read them from here.
+The API parameters' defaults and ranges come from the task field table (`task_fields`); the node
+schemas read them from here, the task parser from the table itself.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidParameter
+from .task_fields import IMAGE_MASKING
+from .task_fields import MAX_DETECTIONS as MAX_DETECTIONS  # the nodes' ranges read these
+from .task_fields import MAX_PADDING as MAX_PADDING
 
 # Called after each image with (done, total); may raise to stop the batch (ComfyUI interruption).
 Progress = Callable[[int, int], None]
@@ -29,17 +32,14 @@ def stop_check(check: Callable[[], None] | None, update: Callable[[int, int], No
     return progress
 
 
-MAX_DETECTIONS = 20
-
-
 @dataclass(frozen=True)
 class MaskSettings:
     """The API's detection and mask parameters, validated on creation (never silently clamped)."""
 
-    confidence: float = 0.25
-    max_detections: int = 6
-    mask_padding: int = 4
-    mask_blur: int = 4
+    confidence: float = IMAGE_MASKING["confidence"].default
+    max_detections: int = IMAGE_MASKING["maxDetections"].default
+    mask_padding: int = IMAGE_MASKING["maskPadding"].default
+    mask_blur: int = IMAGE_MASKING["maskBlur"].default
     search_tiles: bool = False  # not an API parameter: also search overlapping tiles (tiling.py)
 
     def __post_init__(self) -> None:
@@ -50,31 +50,20 @@ class MaskSettings:
             )
 
 
-MAX_PADDING = 1024  # beyond this a padding is a mistake, not a wish (and costs O(k) passes)
-
-
 def check_settings(confidence: float, max_detections: int, padding: int, blur: int) -> None:
     """Raise InvalidParameter, named as the API names the field, for a value out of type or range."""
-
-    def is_int(v: object) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0.0 <= confidence <= 1.0:
-        raise InvalidParameter(f"confidence must be a number from 0 to 1, got {confidence!r}", parameter="confidence")
-    if not is_int(max_detections) or not 1 <= max_detections <= MAX_DETECTIONS:
-        raise InvalidParameter(
-            f"maxDetections must be an integer from 1 to {MAX_DETECTIONS}, got {max_detections!r}",
-            parameter="maxDetections",
-        )
-    if not is_int(padding) or abs(padding) > MAX_PADDING:
-        raise InvalidParameter(
-            f"maskPadding must be an integer from -{MAX_PADDING} to {MAX_PADDING}, got {padding!r}",
-            parameter="maskPadding",
-        )
-    if not is_int(blur) or not 0 <= blur <= MAX_PADDING:
-        raise InvalidParameter(
-            f"maskBlur must be an integer from 0 to {MAX_PADDING}, got {blur!r}", parameter="maskBlur"
-        )
+    for name, value in (
+        ("confidence", confidence),
+        ("maxDetections", max_detections),
+        ("maskPadding", padding),
+        ("maskBlur", blur),
+    ):
+        field = IMAGE_MASKING[name]
+        if isinstance(value, np.integer):
+            value = int(value)
+        if field.kind == "integer" and isinstance(value, float):  # 2.0 is an integer in JSON, not here
+            raise field.invalid(value)
+        field.read(value)
 
 
 # name -> (width, height); the sizes the base models were trained at

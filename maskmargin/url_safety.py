@@ -134,12 +134,17 @@ def _read_capped(response: httpx.Response, limit: int, parameter: str) -> bytes:
 
 def put(url: str, data: bytes, content_type: str, policy: URLPolicy, parameter: str = "uploadEndpoint") -> None:
     """PUT `data` to a checked URL; redirects are not followed (a pre-signed URL never needs one)."""
+    send(url, data, content_type, policy, parameter, method="PUT")
+
+
+def send(url: str, data: bytes, content_type: str, policy: URLPolicy, parameter: str, method: str = "POST") -> None:
+    """PUT or POST `data` to a checked URL (uploadEndpoint, webhookURL); redirects are not followed."""
     parsed, address = checked_address(url, policy, parameter)
     target, headers, extensions = _pinned(parsed, address)
     headers["Content-Type"] = content_type
     try:
         with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
-            request = client.build_request("PUT", target, content=data, headers=headers, extensions=extensions)
+            request = client.build_request(method, target, content=data, headers=headers, extensions=extensions)
             response = client.send(request)
     except httpx.HTTPError as exc:
         raise MaskMarginError(

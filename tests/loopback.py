@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 
 from maskmargin.service.core import ServiceConfig
-from maskmargin.service.http import make_server
+from maskmargin.service.server import MaskingServer
 
 DROP = object()
 
@@ -205,16 +206,46 @@ SERVICE_KEY = "svc-key-0a9b8c7d6e5f"  # the key of the `service` fixture's serve
 
 
 class Service:
+    """The real service (aiohttp, REST and WebSocket) on a free port, its event loop in a thread.
+
+    `store_dir` defaults to a fresh temporary folder (uploads are files): pass one to share it
+    between two services (a restart).
+    """
+
     def __init__(self, **config):
+        import asyncio
+        import tempfile
+
         self.key = config.get("api_key")
-        self.server = make_server(ServiceConfig(port=0, **config))
-        self.service = self.server.RequestHandlerClass.service
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        if "store_dir" not in config:
+            self._tmp = tempfile.TemporaryDirectory(prefix="maskmargin-store-")
+            config["store_dir"] = Path(self._tmp.name)
+        self.server = MaskingServer(ServiceConfig(port=0, **config))
+        self.service = self.server.service
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()
+        started.wait(30)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1"
 
     def post(self, tasks, key: str | None | object = DROP, **kwargs) -> httpx.Response:
         """POST tasks with this service's key (or `key`; None sends no key)."""
@@ -224,5 +255,15 @@ class Service:
         return httpx.post(self.url, content=body, headers=headers, timeout=60, **kwargs)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        import asyncio
+
+        async def stop() -> None:
+            await self.server.stop()
+            for task in asyncio.all_tasks():  # connections still lingering over a refused body
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()

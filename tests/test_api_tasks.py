@@ -91,3 +91,73 @@ def test_a_request_runs_every_task_and_reports_each_failure(tmp_path):
     assert [e["parameter"] for e in answer["errors"]] == ["maxDetections", "taskType"]
     with pytest.raises(InvalidParameter):
         run_tasks([], LocalContext(tmp_path))
+
+
+def test_the_current_schemas_inputs_and_settings_form_means_the_flat_form():
+    flat = masking(confidence=0.4, maxDetections=2, maskPadding=-3, maskBlur=7)
+    nested = {k: v for k, v in flat.items() if k not in ("inputImage", "confidence", "maxDetections")}
+    nested = {k: v for k, v in nested.items() if k not in ("maskPadding", "maskBlur")}
+    nested |= {"inputs": {"image": "x.png"}, "settings": {"confidence": 0.4, "maxDetections": 2}}
+    nested |= {"maskPadding": -3, "settings": nested["settings"] | {"maskBlur": 7}}
+    assert parse_masking_task(nested) == parse_masking_task(flat)
+
+
+@pytest.mark.parametrize(
+    ("fields", "parameter", "message"),
+    [
+        (
+            {"settings": {"confidence": 0.5}, "confidence": 0.5},
+            "confidence",
+            "confidence is given twice: flat and as settings.confidence; send one",
+        ),
+        (
+            {"settings": {"blur": 3}},
+            "settings.blur",
+            "unknown field 'blur' in settings; allowed: confidence, maskBlur, maskPadding, maxDetections",
+        ),
+        ({"settings": [1]}, "settings", "settings must be an object, got [1]"),
+        (
+            {"settings": {"maxDetections": 0}},
+            "settings.maxDetections",
+            "settings.maxDetections must be an integer from 1 to 20, got 0",
+        ),
+        ({"outputQuality": 100}, "outputQuality", "outputQuality must be an integer from 20 to 99, got 100"),
+        ({"outputQuality": 19}, "outputQuality", "outputQuality must be an integer from 20 to 99, got 19"),
+        ({"deliveryMethod": "later"}, "deliveryMethod", "deliveryMethod must be one of sync, async, got 'later'"),
+        ({"ttl": 59}, "ttl", "ttl must be an integer >= 60, got 59"),
+        ({"webhookURL": "ftp://x"}, "webhookURL", "webhookURL must be an http(s) URL"),
+        ({"confidence": "high"}, "confidence", "confidence must be a number from 0 to 1, got 'high'"),
+        ({"maskPadding": 2000}, "maskPadding", "maskPadding must be an integer from -1024 to 1024, got 2000"),
+    ],
+)
+def test_field_errors_come_from_the_table(fields, parameter, message):
+    with pytest.raises(InvalidParameter) as err:
+        parse_masking_task(masking(**fields))
+    assert (err.value.parameter, err.value.message) == (parameter, message)
+
+
+def test_new_fields_and_aliases():
+    parsed = parse_masking_task(
+        masking(outputFormat="JPEG", outputQuality=60, deliveryMethod="ASYNC", ttl=120, webhookURL="https://h/x")
+    )
+    assert (parsed.output_format, parsed.output_quality, parsed.delivery_method) == ("JPG", 60, "async")
+    assert (parsed.ttl, parsed.webhook_url) == (120, "https://h/x")
+    assert parse_masking_task(masking()).output_quality == 95
+
+
+def test_one_table_holds_every_default():
+    from maskmargin.task_fields import IMAGE_MASKING
+
+    d = MaskSettings()
+    assert (d.confidence, d.max_detections, d.mask_padding, d.mask_blur) == tuple(
+        IMAGE_MASKING[n].default for n in ("confidence", "maxDetections", "maskPadding", "maskBlur")
+    )
+    with pytest.raises(InvalidParameter) as err:
+        MaskSettings(max_detections=21)
+    assert err.value.message == "maxDetections must be an integer from 1 to 20, got 21"
+
+
+def test_a_local_run_refuses_a_webhook(tmp_path):
+    answer = run_tasks([masking(webhookURL="https://example.com/hook")], LocalContext(tmp_path))
+    (error,) = answer["errors"]
+    assert error["parameter"] == "webhookURL" and "needs the service" in error["message"]

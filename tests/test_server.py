@@ -403,16 +403,16 @@ def test_connections_beyond_the_cap_get_503_and_slow_clients_time_out():
     import socket
     import time
 
-    service = Service(api_key=SERVICE_KEY, max_connections=1, socket_timeout=1.0)
+    service = Service(api_key=SERVICE_KEY, max_connections=1, request_timeout=1.0, idle_timeout=1.0)
     try:
-        port = service.server.server_address[1]
+        port = service.port
         idle = socket.create_connection(("127.0.0.1", port))  # connected, sends nothing: holds the only slot
         time.sleep(0.2)
         busy = service.post([masking()])
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
         assert busy.json()["errors"][0]["code"] == "serviceBusy"
         idle.settimeout(10)
-        assert idle.recv(1) == b"", "the silent connection is dropped after the socket timeout"
+        assert idle.recv(1) == b"", "the silent connection is dropped after the idle timeout"
         idle.close()
         for _ in range(50):  # the slot frees when the handler thread ends
             ok = service.post([masking(outputType="base64Data")])

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         "masks are still built here, at each input's size",
     )
 
-    srv = sub.add_parser("serve", help="serve the Image Masking API over HTTP (POST /v1)")
+    srv = sub.add_parser("serve", help="serve the Image Masking API over REST (POST /v1) and WebSocket (GET /v1)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8700, help="port (default: 8700; 0 picks a free one)")
     srv.add_argument(
@@ -67,9 +67,25 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--max-tasks", type=int, default=32, help="most tasks per request (default: 32)")
     srv.add_argument("--max-concurrency", type=int, default=4, help="requests worked on at once (default: 4)")
     srv.add_argument(
-        "--max-connections", type=int, default=64, help="open connections at once; more get 503 (default: 64)"
+        "--max-connections", type=int, default=1024, help="open connections at once; more get 503 (default: 1024)"
     )
-    srv.add_argument("--timeout", type=float, default=30, help="seconds for reading requests and fetching URLs")
+    srv.add_argument(
+        "--timeout",
+        type=float,
+        default=30,
+        help="seconds a request may take to arrive (headers and body) and a URL to be fetched (default: 30)",
+    )
+    srv.add_argument(
+        "--idle-timeout", type=float, default=75, help="seconds an idle connection stays open (default: 75)"
+    )
+    srv.add_argument(
+        "--store-dir",
+        help="folder for uploaded images, kept across restarts (default: ~/.cache/maskmargin/service-images)",
+    )
+    srv.add_argument(
+        "--store-mb", type=float, default=1024, help="most megabytes of uploaded images kept (default: 1024)"
+    )
+    srv.add_argument("--store-days", type=float, default=30, help="days an uploaded image is kept (default: 30)")
     srv.add_argument("--public-url", help="base URL of mask links (default: http://<Host header>)")
     srv.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
     srv.add_argument("--device", help="torch device for YOLO models (default: cuda when available)")
@@ -159,9 +175,12 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from ..service.core import ServiceConfig
-    from ..service.http import serve
+    from ..service.server import serve
     from ..url_safety import URLPolicy, parse_networks
 
+    if args.api_key is not None and not args.api_key.strip():
+        print("error: --api-key is empty: give a key, or leave the option out to serve without one", file=sys.stderr)
+        return EXIT_USAGE
     key = args.api_key or os.environ.get("MASKMARGIN_SERVICE_KEY", "").strip() or None
     keys: tuple[str, ...] = ()
     if args.api_key_file:
@@ -181,9 +200,12 @@ def _serve(args: argparse.Namespace) -> int:
         args.max_concurrency,
         args.max_connections,
         args.timeout,
+        args.idle_timeout,
+        args.store_mb,
+        args.store_days,
     )
     if min(limits) <= 0 or not 0 <= args.port <= 65535:
-        print("error: --port must be 0..65535 and every --max-* and --timeout above 0", file=sys.stderr)
+        print("error: --port must be 0..65535 and every --max-*, --store-* and timeout above 0", file=sys.stderr)
         return EXIT_USAGE
     try:
         policy = URLPolicy(
@@ -205,7 +227,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_tasks=args.max_tasks,
         max_concurrency=args.max_concurrency,
         max_connections=args.max_connections,
-        socket_timeout=args.timeout,
+        request_timeout=args.timeout,
+        idle_timeout=args.idle_timeout,
+        store_dir=Path(args.store_dir) if args.store_dir else None,
+        image_store_bytes=int(args.store_mb * 1024 * 1024),
+        image_store_days=args.store_days,
         public_url=args.public_url,
         dirs=_dirs(args.models_dir),
         device=args.device,

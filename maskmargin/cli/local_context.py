@@ -80,7 +80,7 @@ class LocalContext(TaskContext):
     def detector(self, model: str) -> Detector:
         return load_detector(model, self.dirs, self.device)
 
-    def publish(self, data: bytes, image_uuid: str, fmt: str) -> str:
+    def publish(self, data: bytes, image_uuid: str, fmt: str, ttl: int | None = None) -> str:  # files stay
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / f"{image_uuid}.{FORMATS[fmt].extension}"
         path.write_bytes(data)
