@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -125,3 +126,40 @@ def test_in_order_passes_a_workers_error_on():
     with pytest.raises(ValueError, match="item 2"):
         with workers.in_order(fail_on_two, range(8)) as results:
             list(results)
+
+
+def test_each_gives_results_in_order_reports_progress_and_stops_on_a_raise(monkeypatch):
+    monkeypatch.setattr(workers, "worker_count", lambda: 3)
+    names: set[str] = set()
+
+    def square(x: int) -> int:
+        names.add(threading.current_thread().name)
+        time.sleep(0.002)  # long enough for every thread to take a turn
+        return x * x
+
+    seen: list[tuple[int, int]] = []
+    assert workers.each(square, list(range(40)), lambda d, t: seen.append((d, t))) == [x * x for x in range(40)]
+    assert seen[-1] == (40, 40) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert threading.current_thread().name in names  # the calling thread works too
+
+    started: list[int] = []
+
+    def fail_at_three(x: int) -> int:
+        started.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    with pytest.raises(ValueError, match="three"):
+        workers.each(fail_at_three, list(range(200)))
+    assert len(started) < 200, "no item starts after the raise"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    started.clear()
+    with pytest.raises(KeyboardInterrupt):
+        workers.each(lambda x: (started.append(x), time.sleep(0.002)), list(range(200)), stop)
+    assert len(started) < 200
+    monkeypatch.setattr(workers, "worker_count", lambda: 1)
+    assert workers.each(square, [1, 2, 3]) == [1, 4, 9]
