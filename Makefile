@@ -10,10 +10,18 @@ COMFYUI_TARBALL ?= ../shared/comfyui/ComfyUI-0.8.0-618b803d.tar.gz
 MASKMARGIN_CACHE ?= $(HOME)/.cache/maskmargin
 COMFYUI_CACHE := $(MASKMARGIN_CACHE)/ComfyUI-0.8.0
 COMFY_STAMP := $(VENV)/.comfyui-installed
+MEDIAPIPE_FILES := models/mediapipe/.complete
 
-.PHONY: demo test lint venv comfyui browser-tools bench bench-detailer eval clean
+.PHONY: demo test lint venv comfyui browser-tools bench bench-detailer eval clean mediapipe-files
 
 venv: $(STAMP)
+
+# MediaPipe's .tflite files, out of the mediapipe 0.10.21 wheel (pip download, sha256-checked; never committed).
+mediapipe-files: $(MEDIAPIPE_FILES)
+
+$(MEDIAPIPE_FILES): | $(STAMP)
+	$(PY) -m maskmargin download mediapipe --models-dir models
+	touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +33,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) -m maskmargin demo --output-dir output
 
 # Unpack ComfyUI (once) and install its requirements.txt into .venv with the project's pins.
@@ -55,20 +63,20 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 ifeq ($(strip $(COMFYUI_DIR)),)
-test: lint $(COMFY_STAMP) browser-tools
+test: lint $(MEDIAPIPE_FILES) $(COMFY_STAMP) browser-tools
 	COMFYUI_DIR=$(COMFYUI_CACHE) MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q -rs
 else
-test: lint browser-tools
+test: lint $(MEDIAPIPE_FILES) browser-tools
 	MASKMARGIN_CACHE=$(MASKMARGIN_CACHE) $(PY) -m pytest -q -rs
 endif
 
-bench: $(STAMP)
+bench: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) benchmarks/bench_image_mask.py
 
-bench-detailer: $(COMFY_STAMP)
+bench-detailer: $(COMFY_STAMP) $(MEDIAPIPE_FILES)
 	COMFYUI_DIR=$(or $(COMFYUI_DIR),$(COMFYUI_CACHE)) $(PY) benchmarks/bench_detailer.py
 
-eval: $(STAMP)
+eval: $(STAMP) $(MEDIAPIPE_FILES)
 	$(PY) benchmarks/eval_detection.py ../shared/eval/dev
 
 clean:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from .images import encode_mask, to_data_uri
 from .masks import build_mask
 from .pipeline import detect_arrays
 from .settings import MaskSettings
-from .task_fields import IMAGE_MASKING, IMAGE_UPLOAD, TASK_UUID, read_task
+from .task_fields import IMAGE_MASKING, IMAGE_UPLOAD, TASK_UUID, read_task, shown
 from .task_fields import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported: the fronts' choices
 from .task_fields import OUTPUT_TYPES as OUTPUT_TYPES
 
@@ -198,12 +198,13 @@ def run_upload(task: dict, context: TaskContext) -> dict[str, Any]:
 def error_dict(code: str, message: str, parameter: str | None = None, task: Any = None) -> dict[str, Any]:
     """One entry of an answer's "errors" array, in the API's shape."""
     task = task if isinstance(task, dict) else {}
+    echo = lambda name: task[name] if isinstance(task.get(name), str) else None  # noqa: E731  (never a structure)
     return {
         "code": code,
         "message": message,
         "parameter": parameter,
-        "taskType": task.get("taskType"),
-        "taskUUID": task.get("taskUUID"),
+        "taskType": echo("taskType"),
+        "taskUUID": echo("taskUUID"),
     }
 
 
@@ -239,8 +240,19 @@ def run_tasks(tasks: Any, context: TaskContext, handlers: dict[str, TaskHandler]
     """
     if not isinstance(tasks, list) or not tasks:
         raise InvalidParameter("the request must be a non-empty JSON array of tasks", parameter="tasks")
+    out: dict[str, list] = {"data": []}
+    for kind, entry in iter_answers(tasks, context, handlers):
+        out.setdefault(kind, []).append(entry)
+    return out
+
+
+def iter_answers(
+    tasks: Iterable[Any], context: TaskContext, handlers: dict[str, TaskHandler] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Run tasks in order, yielding ("data", result) or ("errors", error entry) as each one finishes.
+
+    Tasks are taken from `tasks` one at a time, so a stream of tasks runs in bounded memory."""
     table: dict[str, TaskHandler] = {"imageMasking": run_task, "imageUpload": run_task, **(handlers or {})}
-    data, errors = [], []
     seen: set[str] = set()
     for task in tasks:
         try:
@@ -253,14 +265,11 @@ def run_tasks(tasks: Any, context: TaskContext, handlers: dict[str, TaskHandler]
             handler = table.get(kind) if isinstance(kind, str) else None
             if handler is None:
                 raise InvalidParameter(
-                    f"unsupported taskType {kind!r}; use {' or '.join(sorted(table))}", parameter="taskType"
+                    f"unsupported taskType {shown(kind)}; use {' or '.join(sorted(table))}", parameter="taskType"
                 )
-            data.append(handler(task, context))
+            result = handler(task, context)
             if isinstance(task_uuid, str):
                 seen.add(task_uuid)
+            yield "data", result
         except Exception as exc:  # every task gets an answer; one failure never hides the others
-            errors.append(error_entry(exc, task))
-    out: dict[str, list] = {"data": data}
-    if errors:
-        out["errors"] = errors
-    return out
+            yield "errors", error_entry(exc, task)

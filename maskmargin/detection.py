@@ -25,6 +25,9 @@ class Detection:
     label: str
     mask: np.ndarray | None = field(default=None, compare=False, repr=False)
     mask_box: tuple[int, int, int, int] | None = None
+    # the box of the object this detection is a part of (the face of a lips region), None for a whole
+    # object: two detections of one part are told apart by their objects, whose boxes are far larger
+    part_of: tuple[float, float, float, float] | None = None
 
     def pixel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The box as whole pixels clipped to the image: pixels whose centres lie inside the box."""
@@ -43,7 +46,16 @@ class Detection:
         if self.mask_box is not None:
             mx0, my0, mx1, my1 = self.mask_box
             mask_box = (mx0 + dx, my0 + dy, mx1 + dx, my1 + dy)
-        return replace(self, box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy), mask_box=mask_box)
+        part_of = None
+        if self.part_of is not None:
+            px0, py0, px1, py1 = self.part_of
+            part_of = (px0 + dx, py0 + dy, px1 + dx, py1 + dy)
+        return replace(self, box=(x0 + dx, y0 + dy, x1 + dx, y1 + dy), mask_box=mask_box, part_of=part_of)
+
+    @property
+    def whole_box(self) -> tuple[float, float, float, float]:
+        """The box of the whole object: `part_of` for a part, else the detection's own box."""
+        return self.part_of if self.part_of is not None else self.box
 
     def region(self, width: int, height: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """(rect, bool array) of this detection's shape, clipped to the image; rect = (x0, y0, x1, y1)."""
@@ -127,8 +139,16 @@ def _scanline_fill(poly: np.ndarray, yc: np.ndarray, x0: int, width: int) -> np.
     return np.cumsum(marks, axis=1)[:, :width] > 0
 
 
-def shape_detection(polygons: list[np.ndarray], score: float, label: str, width: int, height: int) -> Detection:
-    """A detection whose shape is the union of `polygons` inside the image; its box is the shape's tight bounds."""
+def shape_detection(
+    polygons: list[np.ndarray],
+    score: float,
+    label: str,
+    width: int,
+    height: int,
+    part_of: tuple[float, float, float, float] | None = None,
+) -> Detection:
+    """A detection whose shape is the union of `polygons` inside the image; its box is the shape's tight bounds.
+    `part_of`: the box of the object the shape is a part of (a face, for a feature)."""
     (x0, y0, x1, y1), local = fill_polygons(polygons)
     cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     local = local[cy0 - y0 : max(cy1 - y0, cy0 - y0), cx0 - x0 : max(cx1 - x0, cx0 - x0)]
@@ -136,8 +156,9 @@ def shape_detection(polygons: list[np.ndarray], score: float, label: str, width:
     rect = tight_bounds(local)
     if rect is None:
         c = np.concatenate(polygons).mean(axis=0)
-        return Detection((float(c[0]), float(c[1]), float(c[0]), float(c[1])), score, label)
+        return Detection((float(c[0]), float(c[1]), float(c[0]), float(c[1])), score, label, part_of=part_of)
     local = local[rect[1] : rect[3], rect[0] : rect[2]]
     bx0, by0 = x0 + rect[0], y0 + rect[1]
     box = (float(bx0), float(by0), float(bx0 + local.shape[1]), float(by0 + local.shape[0]))
-    return Detection(box, score, label, mask=local, mask_box=(bx0, by0, bx0 + local.shape[1], by0 + local.shape[0]))
+    mask_box = (bx0, by0, bx0 + local.shape[1], by0 + local.shape[0])
+    return Detection(box, score, label, mask=local, mask_box=mask_box, part_of=part_of)

@@ -75,9 +75,20 @@ def to_uint8_rgb(images: torch.Tensor) -> list[np.ndarray]:
     return out
 
 
+# PIL's modes for one channel of more than 8 bits; PIL's own convert("RGB") clips them at 255
+_WIDE_GRAY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
 def pil_to_rgb(img: Image.Image) -> np.ndarray:
-    """RGB uint8 array, upright per EXIF (as ComfyUI's Load Image does); alpha is dropped, gray repeated."""
+    """RGB uint8 array, upright per EXIF (as ComfyUI's Load Image does); alpha is dropped, gray repeated.
+
+    16-bit grayscale is scaled to 8 bits (65535 -> 255), not clipped as PIL's own conversion does.
+    """
     img = ImageOps.exif_transpose(img)
+    if img.mode in _WIDE_GRAY:
+        wide = np.asarray(img).astype(np.float32)
+        gray = np.clip(np.rint(wide * (255.0 / _WIDE_GRAY[img.mode])), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
     return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 

@@ -136,7 +136,7 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
         added = [e for e in entries if e not in before]
         torch.serialization.add_safe_globals(added)
         try:
-            return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             raise UnsafeModelFile(
                 f"{path} was not loaded: the restricted loader refused it ({_reason(e)}). The file's own code "
@@ -148,6 +148,15 @@ def _load_restricted(blob: bytes, path: Path, digest: str) -> Any:
             raise _damaged(path, blob, e) from e
         finally:
             _remove_safe_globals(added)
+    foreign = _without_hooks(data)
+    if foreign:
+        raise UnsafeModelFile(
+            f"{path} was not loaded: it binds {foreign} to a method of another module, which would run at every "
+            f"inference. The file's own code was NOT run. Only use it if you know where it comes from; then "
+            f"{_trust_hint(digest)}",
+            parameter="model",
+        )
+    return data
 
 
 def _load_trusted(blob: bytes, path: Path) -> Any:
@@ -157,6 +166,56 @@ def _load_trusted(blob: bytes, path: Path) -> Any:
         raise ModelNotAvailable(
             f"trusted model file {path} could not be loaded: {type(e).__name__}: {e}", parameter="model"
         ) from e
+
+
+# nn.Module's hook tables: a file may fill them with allowed methods (bound to modules of its own)
+# that would then run at every inference; a YOLO checkpoint needs none of them
+_HOOK_TABLES = (
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
+
+
+def _without_hooks(data: Any) -> str | None:
+    """Empty every hook table of every nn.Module in `data` (in place: the object is our own); returns the
+    first module attribute bound to another object's method (`<Class>.<name>`), None if there is none.
+
+    An attribute bound to its own module is what `fuse()` leaves (`forward = forward_fuse`); one bound to
+    another module would make that module's method run in this one's place."""
+    foreign: str | None = None
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):  # its state straight from vars(): an unfilled module has none
+            state = vars(obj)
+            for name in _HOOK_TABLES:
+                table = state.get(name)
+                if isinstance(table, dict):
+                    table.clear()
+            for name, value in state.items():
+                if foreign is None and isinstance(value, types.MethodType) and value.__self__ is not obj:
+                    foreign = f"{type(obj).__name__}.{name}"
+            children = state.get("_modules")
+            if isinstance(children, dict):
+                stack.extend(children.values())
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+    return foreign
 
 
 def _reason(error: Exception) -> str:
@@ -179,6 +238,12 @@ def _damaged(path: Path, blob: bytes, error: Exception) -> ModelNotAvailable:
     if "torchscript" in str(error).lower():
         what = "a TorchScript archive, not a YOLO .pt checkpoint"
     elif not zipfile.is_zipfile(io.BytesIO(blob)):
+        if blob[:1] == b"\x80" and blob[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return ModelNotAvailable(
+                f"model file {path} is a plain pickle, not a checkpoint format we load (a PyTorch .pt zip "
+                "archive); nothing in it was run. Use a YOLO .pt saved by ultralytics or torch.save",
+                parameter="model",
+            )
         what = f"not a PyTorch checkpoint (not a zip archive; {len(blob)} bytes): damaged or incomplete"
     else:
         what = f"damaged or incomplete ({type(error).__name__}: {error})"

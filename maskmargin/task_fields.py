@@ -12,12 +12,22 @@ field's `group` says which nested object the second shape puts it in, and `group
 from __future__ import annotations
 
 import math
+import reprlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidParameter
 from .images import FORMATS
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxstring, _short.maxother, _short.maxlist, _short.maxdict = 2, 60, 60, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: short, whatever its size or nesting."""
+    return _short.repr(value)
+
 
 REQUIRED = object()  # the default of a field a task must carry
 
@@ -66,7 +76,7 @@ class Field:
 
     def invalid(self, value: Any, name: str | None = None) -> InvalidParameter:
         name = name or self.name
-        return InvalidParameter(f"{name} must be {self.range_text()}, got {value!r}", parameter=name)
+        return InvalidParameter(f"{name} must be {self.range_text()}, got {shown(value)}", parameter=name)
 
     def read(self, value: Any, name: str | None = None) -> Any:
         """The validated value (choices in their canonical spelling); InvalidParameter names the field."""
@@ -215,8 +225,10 @@ def check_known(task: dict, table: dict[str, Field], allowed_groups: tuple[str, 
     allowed = set(table) | set(allowed_groups)
     unknown = sorted(k for k in task if k not in allowed)
     if unknown:
+        kind = task.get("taskType")
         raise InvalidParameter(
-            f"unknown field {unknown[0]!r} for {task.get('taskType')}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown field {shown(unknown[0])} for {kind if isinstance(kind, str) else shown(kind)}; "
+            f"allowed: {', '.join(sorted(allowed))}",
             parameter=unknown[0],
         )
 
@@ -232,12 +244,12 @@ def read_task(task: dict, table: dict[str, Field]) -> dict[str, Any]:
     for group in groups:
         value = task.get(group, {})
         if not isinstance(value, dict):
-            raise InvalidParameter(f"{group} must be an object, got {value!r}", parameter=group)
+            raise InvalidParameter(f"{group} must be an object, got {shown(value)}", parameter=group)
         members = {f.group_name or f.name: f for f in table.values() if f.group == group}
         unknown = sorted(k for k in value if k not in members)
         if unknown:
             raise InvalidParameter(
-                f"unknown field {unknown[0]!r} in {group}; allowed: {', '.join(sorted(members))}",
+                f"unknown field {shown(unknown[0])} in {group}; allowed: {', '.join(sorted(members))}",
                 parameter=f"{group}.{unknown[0]}",
             )
         nested[group] = value

@@ -4,6 +4,7 @@ the previews a node shows."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -71,12 +72,13 @@ def output_used(dynprompt, node_id: str | None, index: int) -> bool:
 
 
 def server_routes():
-    """ComfyUI's route table (aiohttp RouteTableDef), or None when no server is running (e.g. in tests)."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return None
-    server = getattr(PromptServer, "instance", None)
+    """ComfyUI's route table (aiohttp RouteTableDef), or None when no server is running (e.g. in tests).
+
+    Looked up among the modules already loaded: importing ComfyUI's `server` here would load aiohttp
+    and the whole frontend stack (seconds) in a process that runs no server."""
+    module = sys.modules.get("server")
+    prompt_server = getattr(module, "PromptServer", None)
+    server = getattr(prompt_server, "instance", None)
     return None if server is None else server.routes
 
 

@@ -11,7 +11,8 @@ import base64
 import io
 import json
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,6 +51,20 @@ class Reply:
         return self.body, self.headers.get("Content-Type", "text/plain")
 
 
+@dataclass
+class Stream:
+    """A reply whose body is written chunk by chunk (`pause` seconds between chunks): a trickling or an
+    endless answer. `length` is the Content-Length to announce (None: read until the connection closes).
+    `sent` counts the body bytes the client took before it hung up."""
+
+    chunks: Iterable[bytes]
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+    length: int | None = None
+    pause: float = 0.0
+    sent: int = 0
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     owner: ScriptedAPI
@@ -66,6 +81,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        if isinstance(reply, Stream):
+            self._stream(reply)
+            return
         data, kind = reply.encoded()
         self.send_response(reply.status)
         self.send_header("Content-Type", kind)
@@ -77,6 +95,25 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.wfile.write(data)
         except OSError:
+            pass
+
+    def _stream(self, reply: Stream) -> None:
+        self.send_response(reply.status)
+        for k, v in ({"Content-Type": "application/json"} | reply.headers).items():
+            self.send_header(k, v)
+        if reply.length is not None:
+            self.send_header("Content-Length", str(reply.length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for chunk in reply.chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                reply.sent += len(chunk)
+                if reply.pause:
+                    time.sleep(reply.pause)
+        except OSError:  # the client hung up: what a capped or timed-out reader does
             pass
 
     do_GET = do_POST = do_PUT = _serve

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from PIL import Image
 from skimage import data
 
 
@@ -16,3 +19,10 @@ def _frozen(pixels: np.ndarray) -> np.ndarray:
 ASTRONAUT = _frozen(data.astronaut())
 # the same as a ComfyUI IMAGE [H, W, 3] float32 in 0..1 (unsqueeze for a batch)
 ASTRONAUT_IMAGE = torch.from_numpy(ASTRONAUT.copy()).float().div(255)
+
+
+def astronaut_png(folder: Path) -> Path:
+    """The astronaut saved as a PNG file in `folder`."""
+    path = Path(folder) / "astronaut.png"
+    Image.fromarray(ASTRONAUT).save(path)
+    return path

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import ASTRONAUT
+from photos import ASTRONAUT, astronaut_png
 from PIL import Image
 
 from maskmargin.cli import main
@@ -23,9 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "astronaut.png"
-    Image.fromarray(ASTRONAUT).save(path)
-    return path
+    return astronaut_png(tmp_path_factory.mktemp("img"))
 
 
 def task(photo, **fields):
@@ -225,6 +224,7 @@ def test_relative_paths_are_read_from_the_tasks_files_folder_from_any_folder(tmp
         text=True,
         cwd=elsewhere,
         timeout=300,
+        env=dict(os.environ, MASKMARGIN_MODELS_DIR=str(ROOT / "models")),
     )
     answer = json.loads(result.stdout)
     assert result.returncode == 1 and len(answer["data"]) == 1 and answer["data"][0]["detections"]

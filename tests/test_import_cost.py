@@ -78,6 +78,30 @@ def run_probe(python: str, script: str, cwd: Path, env: dict | None = None) -> d
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+def pack_import_lines(comfyui: Path, loaded: str) -> list[str]:
+    """A probe's lines up to importing the pack root as ComfyUI does, after `loaded` (what ComfyUI has
+    imported by then); the timer starts just before the pack's import."""
+    return [
+        "import asyncio, importlib.util, sys, time",
+        f"sys.path.insert(0, {str(comfyui)!r})",
+        f"HEAVY = {HEAVY!r}",
+        "import utils.extra_config",
+        "from comfy.cli_args import args",
+        "args.cpu = True",
+        "import torch, numpy, PIL.Image",
+        loaded,
+        "from comfy_api.latest import io",
+        SOCKET_GUARD,
+        "BEFORE = set(sys.modules)",
+        "start = time.perf_counter()",
+        f"spec = importlib.util.spec_from_file_location('MaskMargin', {str(ROOT / '__init__.py')!r},"
+        f" submodule_search_locations=[{str(ROOT)!r}])",
+        "module = importlib.util.module_from_spec(spec)",
+        "sys.modules['MaskMargin'] = module",
+        "spec.loader.exec_module(module)",
+    ]
+
+
 def test_engine_imports_fast_without_heavy_libraries_or_network():
     script = "\n".join(
         [
@@ -109,24 +133,10 @@ def test_pack_imports_into_comfyui_fast_without_heavy_libraries_or_network():
         pytest.skip(str(reason))
     script = "\n".join(
         [
-            "import asyncio, importlib.util, sys, time",
-            f"sys.path.insert(0, {str(comfyui)!r})",
-            f"HEAVY = {HEAVY!r}",
             # What ComfyUI's main.py has imported before it loads custom nodes (utils first, as main.py does).
-            "import utils.extra_config",
-            "from comfy.cli_args import args",
-            "args.cpu = True",
-            "import torch, numpy, PIL.Image",
-            "import comfy.model_management, comfy.utils, folder_paths, server, nodes, execution",
-            "from comfy_api.latest import io",
-            SOCKET_GUARD,
-            "BEFORE = set(sys.modules)",
-            "start = time.perf_counter()",
-            f"spec = importlib.util.spec_from_file_location('MaskMargin', {str(ROOT / '__init__.py')!r},"
-            f" submodule_search_locations=[{str(ROOT)!r}])",
-            "module = importlib.util.module_from_spec(spec)",
-            "sys.modules['MaskMargin'] = module",
-            "spec.loader.exec_module(module)",
+            *pack_import_lines(
+                comfyui, "import comfy.model_management, comfy.utils, folder_paths, server, nodes, execution"
+            ),
             "elapsed = time.perf_counter() - start",
             "start = time.perf_counter()",
             "extension = asyncio.run(module.comfy_entrypoint())",
@@ -150,4 +160,29 @@ def test_pack_imports_into_comfyui_fast_without_heavy_libraries_or_network():
     ]
     assert found["network"] == [], f"importing the pack touched the network: {found['network']}"
     assert found["heavy"] == [], f"imported at pack import instead of on first use: {found['heavy']}"
+    assert found["seconds"] < LIMIT_SECONDS, f"pack import took {found['seconds']:.3f} s"
+
+
+@pytest.mark.comfyui
+def test_the_pack_never_imports_comfyuis_server_and_registers_no_routes_without_one():
+    """In a process that has ComfyUI's node API but runs no server, loading the pack leaves `server` unloaded."""
+    try:
+        comfyui = comfyui_dir_from_env()
+    except ComfyUnavailable as reason:
+        pytest.skip(str(reason))
+    script = "\n".join(
+        [
+            *pack_import_lines(comfyui, "import comfy.model_management, comfy.utils, folder_paths"),
+            "extension = asyncio.run(module.comfy_entrypoint())",
+            "node_list = asyncio.run(extension.get_node_list())",
+            "elapsed = time.perf_counter() - start",
+            "from MaskMargin.nodes import comfy_env",
+            "extra = {'before': 'server' in BEFORE, 'server': 'server' in sys.modules,",
+            "         'routes': comfy_env.server_routes() is None, 'nodes': len(node_list)}",
+            REPORT,
+        ]
+    )
+    found = run_probe(comfyui_python_from_env(), script, comfyui)
+    assert found["extra"] == {"before": False, "server": False, "routes": True, "nodes": 4}
+    assert found["network"] == [] and found["heavy"] == []
     assert found["seconds"] < LIMIT_SECONDS, f"pack import took {found['seconds']:.3f} s"

@@ -122,7 +122,10 @@ def test_a_result_without_mask_or_with_bad_boxes_is_malformed():
     with ScriptedAPI([lambda r: answer(r, detections=[], maskImageBase64Data="bm90IGFuIGltYWdl")]) as api:
         with pytest.raises(RemoteError) as err:
             mask_one(api)
-    assert err.value.message == "malformed answer from the remote service: the mask is not a readable image"
+    assert (
+        err.value.message
+        == "malformed answer from the remote service: the mask is not a readable image (not a PNG, JPG or WEBP image)"
+    )
 
 
 def test_a_dropped_connection_is_retried():
@@ -146,7 +149,7 @@ def test_a_slow_answer_past_the_timeout_is_retried_then_reported():
         finally:
             release.set()
     assert len(api.requests) == 2
-    assert err.value.message.endswith("failed after 2 attempts: no answer within 0.3 s (MASKMARGIN_TIMEOUT)")
+    assert err.value.message.endswith("failed after 2 attempts: no complete answer within 0.3 s (MASKMARGIN_TIMEOUT)")
 
 
 def test_timeout_comes_from_maskmargin_timeout():

@@ -258,3 +258,58 @@ def test_a_pytorch_file_without_a_model_is_not_a_yolo_checkpoint(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
     with pytest.raises(ModelNotAvailable, match="not an ultralytics YOLO checkpoint"):
         load_yolo_checkpoint(path)
+
+
+def test_a_plain_pickle_is_refused_as_a_format_we_do_not_load_and_nothing_runs(tmp_path):
+    target = tmp_path / "ran.txt"
+    path = tmp_path / "plain.pt"
+    import pickle
+
+    path.write_bytes(pickle.dumps({"model": _Reduce(exec, f"open({str(target)!r}, 'w').close()")}, protocol=4))
+    with pytest.raises(ModelNotAvailable) as err:
+        load_yolo_checkpoint(path)
+    assert err.value.message == (
+        f"model file {path} is a plain pickle, not a checkpoint format we load (a PyTorch .pt zip archive); "
+        "nothing in it was run. Use a YOLO .pt saved by ultralytics or torch.save"
+    )
+    assert err.value.parameter == "model" and not target.exists()
+
+
+def test_hooks_a_file_attaches_to_its_modules_are_emptied_on_load(tmp_path, yolo_file):
+    from ultralytics.nn.tasks import DetectionModel
+
+    ckpt = torch.load(yolo_file, weights_only=False)
+    model = ckpt["model"]
+    first, second = model.model[0], model.model[1]
+    # allowed methods bound to the file's own modules, run at every inference if left in place
+    first.register_forward_hook(second.forward)
+    second.register_forward_pre_hook(first.forward)
+    model.register_forward_hook(first.forward)
+    hooked = tmp_path / "hooked.pt"
+    torch.save(ckpt, hooked)
+    carried = torch.load(hooked, weights_only=False)["model"]
+    assert len(carried.model[0]._forward_hooks) == 1 and len(carried._forward_hooks) == 1  # the file has them
+    with pytest.raises(Exception):  # noqa: B017  (what the hooks do to a forward pass: any failure)
+        carried.float()(torch.zeros(1, 3, 64, 64))
+
+    loaded = load_yolo_checkpoint(hooked).data["model"]
+    assert isinstance(loaded, DetectionModel)
+    tables = [name for name in dir(torch.nn.Module()) if name.startswith("_") and name.endswith("hooks")]
+    assert "_forward_hooks" in tables and "_forward_pre_hooks" in tables
+    assert all(not getattr(m, name) for m in loaded.modules() for name in tables if isinstance(getattr(m, name), dict))
+    out = loaded.float().eval()(torch.zeros(1, 3, 64, 64))  # a forward pass runs the model, nothing else
+    assert isinstance(out, (tuple, list, torch.Tensor))
+
+
+def test_a_module_method_bound_to_another_module_is_refused(tmp_path, yolo_file):
+    ckpt = torch.load(yolo_file, weights_only=False)
+    first, second = ckpt["model"].model[0], ckpt["model"].model[1]
+    first.forward = second.forward  # the second conv would run in the first one's place
+    path = tmp_path / "rebound.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(UnsafeModelFile) as err:
+        load_yolo_checkpoint(path)
+    assert err.value.message.startswith(
+        f"{path} was not loaded: it binds Conv.forward to a method of another module, which would run at every "
+        "inference. The file's own code was NOT run."
+    )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ..errors import MaskMarginError
 
@@ -93,11 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="face and eye masks of a public-domain photo, written to a folder")
     demo.add_argument("--output-dir", default="output")
 
-    dl = sub.add_parser("download", help="download a YOLO model file, verifying its SHA-256")
-    dl.add_argument("model", help="a YOLO model name from `models`, e.g. face_yolov8n")
+    dl = sub.add_parser(
+        "download", help="download a YOLO model file, or `mediapipe` for MediaPipe's files (sha256 checked)"
+    )
+    dl.add_argument("model", help="a YOLO model name from `models`, e.g. face_yolov8n, or mediapipe")
+    dl.add_argument("--wheel-dir", help="mediapipe: keep the downloaded wheel here and reuse it (a cache)")
     dl.add_argument("--models-dir", help="models folder (default: MASKMARGIN_MODELS_DIR or ./models)")
 
-    sub.add_parser("models", help="list the models, their AIR ids and whether their files are present")
+    ls = sub.add_parser("models", help="list the models, their AIR ids and whether their files are present")
+    ls.add_argument("--models-dir", help="models folder (default: MASKMARGIN_MODELS_DIR or ./models)")
 
     try:
         args = parser.parse_args(argv)
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "download":
         return _download(args)
-    return _models()
+    return _models(args.models_dir)
 
 
 def _dirs(models_dir: str | None) -> ModelDirs:
@@ -128,26 +131,43 @@ def _dirs(models_dir: str | None) -> ModelDirs:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..api_tasks import run_tasks
-    from .local_context import LocalContext
+    """Tasks are read, run and answered one at a time: memory stays flat however many there are."""
+    from .stream import TasksFileError, count_tasks, spooled
 
-    try:
-        text = sys.stdin.read() if args.tasks == "-" else Path(args.tasks).read_text(encoding="utf-8")
-        tasks = json.loads(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"error: cannot read {args.tasks}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except json.JSONDecodeError as exc:
-        print(f"error: {args.tasks} is not valid JSON: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if not isinstance(tasks, list) or not tasks:
-        print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
-        return EXIT_USAGE
-    # relative file paths in a tasks file are the file's own: it runs the same from any folder
-    base_dir = Path.cwd() if args.tasks == "-" else Path(args.tasks).resolve().parent
+    name = "standard input" if args.tasks == "-" else args.tasks
     if args.remote and args.tiles:
         print("error: --tiles searches tiles with a local detector; leave it out with --remote", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        source = spooled(sys.stdin) if args.tasks == "-" else open(args.tasks, encoding="utf-8-sig")  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with source:
+        try:  # the whole file is checked before any task runs: a broken file runs nothing
+            total = count_tasks(source, name)
+        except TasksFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if total == 0:
+            print("error: the tasks file must hold a non-empty JSON array of task objects", file=sys.stderr)
+            return EXIT_USAGE
+        source.seek(0)
+        return _run_stream(args, source, name)
+
+
+def _run_stream(args: argparse.Namespace, source: IO[str], name: str) -> int:
+    from ..api_tasks import iter_answers
+    from .local_context import LocalContext
+    from .stream import AnswerWriter, iter_json_array
+
+    # relative file paths in a tasks file are the file's own: it runs the same from any folder
+    base_dir = Path.cwd() if args.tasks == "-" else Path(args.tasks).resolve().parent
+    tasks = iter_json_array(source, name)
+    context: LocalContext
     if args.remote:
         from ..remote.config import RemoteConfig
         from .remote_context import RemoteContext
@@ -157,17 +177,18 @@ def _run(args: argparse.Namespace) -> int:
         except MaskMarginError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return EXIT_USAGE
-        remote = RemoteContext(Path(args.output_dir), config, base_dir)
-        try:
-            remote.prefetch(tasks)
-            answer = run_tasks(tasks, remote)
-        finally:
-            remote.close()
+        context = remote = RemoteContext(Path(args.output_dir), config, base_dir)
+        tasks = remote.prefetched(tasks)
     else:
         context = LocalContext(Path(args.output_dir), _dirs(args.models_dir), args.device, args.tiles, base_dir)
-        answer = run_tasks(tasks, context)
-    print(json.dumps(answer, indent=2))
-    return EXIT_TASK_FAILED if answer.get("errors") else EXIT_OK
+    writer = AnswerWriter(sys.stdout)
+    try:
+        for kind, entry in iter_answers(tasks, context):
+            writer.add(kind, entry)
+    finally:
+        context.close()
+    writer.close()
+    return EXIT_TASK_FAILED if writer.errors else EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -249,6 +270,8 @@ def _download(args: argparse.Namespace) -> int:
     from ..download import download_model
     from ..registry import find_model
 
+    if args.model.strip().lower() == "mediapipe":
+        return _download_mediapipe(args)
     spec = find_model(args.model)
     if spec is None or not spec.needs_file:
         print(
@@ -270,15 +293,28 @@ def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _models() -> int:
-    from ..loader import ModelDirs
+def _download_mediapipe(args: argparse.Namespace) -> int:
+    from ..backends import mediapipe_files
+
+    folder = _dirs(args.models_dir).mediapipe[0]
+    try:
+        mediapipe_files.download(folder, lambda msg: print(msg, file=sys.stderr, flush=True), args.wheel_dir, True)
+    except MaskMarginError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_TASK_FAILED
+    print(folder)
+    return EXIT_OK
+
+
+def _models(models_dir: str | None = None) -> int:
+    from ..backends import mediapipe_files
     from ..registry import MODELS
 
-    dirs = ModelDirs()
+    dirs = _dirs(models_dir)
     for spec in MODELS:
         if spec.needs_file:
             state = "present" if dirs.yolo_file(spec) else f"missing: put {spec.file_name} in {dirs.yolo_dirs(spec)[0]}"
         else:
-            state = "bundled with mediapipe"
+            state = mediapipe_files.status(spec.backend, spec.option, dirs.mediapipe)
         print(f"{spec.name:32} {spec.air or 'extra':14} {spec.masks:48} {state}")
     return EXIT_OK

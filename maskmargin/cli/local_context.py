@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,6 +49,14 @@ class LocalContext(TaskContext):
 
     def detect(self, model: str, pixels: np.ndarray, settings: MaskSettings) -> tuple[ImageDetections, float | None]:
         return super().detect(model, pixels, replace(settings, search_tiles=self.search_tiles))
+
+    def store_image(self, pixels: np.ndarray, data: bytes | None = None) -> str:
+        """A new imageUUID, with nothing kept: a run's tasks are all written before it starts, so none
+        of them can name a UUID the run hands out, and keeping every input would grow with the run."""
+        return str(uuid.uuid4())
+
+    def close(self) -> None:
+        """Nothing to release for a local run; the remote context closes its client."""
 
     def fetch_image(self, reference: str) -> np.ndarray:
         if reference.startswith("data:"):

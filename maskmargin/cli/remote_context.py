@@ -7,6 +7,8 @@ outputs are written to the output folder, so the printed answer has the same for
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,24 @@ class RemoteContext(LocalContext):
     def __init__(self, output_dir: Path, config: RemoteConfig, base_dir: Path | None = None):
         super().__init__(output_dir, base_dir=base_dir)
         self.client = RemoteClient(config)
+        self.window = 2 * config.concurrency  # tasks prefetched together: enough to keep every request slot busy
         self._fetched: dict[str, np.ndarray] = {}
         self._ready: dict[tuple, RemoteMask | Exception] = {}
 
     def close(self) -> None:
         self.client.close()
+
+    def prefetched(self, tasks: Iterable[Any]) -> Iterator[Any]:
+        """`tasks` again, each window of them prefetched (sent at once) before its tasks run: a few
+        images are held at a time, whatever the number of tasks."""
+        it = iter(tasks)
+        while window := list(itertools.islice(it, self.window)):
+            self._fetched.clear()
+            self._ready.clear()
+            self.prefetch(window)
+            yield from window
+        self._fetched.clear()
+        self._ready.clear()
 
     def fetch_image(self, reference: str) -> np.ndarray:
         found = self._fetched.get(reference)

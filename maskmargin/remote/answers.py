@@ -18,6 +18,9 @@ from ..errors import RemoteError
 from ..images import sniff_format
 
 MAX_RETRY_AFTER = 120.0  # a Retry-After beyond this is a service telling us to give up
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a JSON answer: a 4096 x 4096 noise mask as base64 PNG fits
+MAX_MASK_BYTES = 48 * 1024 * 1024  # a mask image downloaded from maskImageURL
+MAX_MASK_PIXELS = 8192 * 8192  # a mask must be a (possibly capped) copy of its input: never larger than this
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,9 @@ class RemoteMask:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta seconds or an HTTP date), None if absent or unreadable."""
+    """Seconds from a Retry-After header (delta seconds or an HTTP date), None if absent or unreadable.
+
+    Not capped: the caller gives up when the wait is over MAX_RETRY_AFTER."""
     if not value:
         return None
     try:
@@ -45,7 +50,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if math.isfinite(seconds) else None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,15 @@ def base64_field(text: str) -> bytes:
         raise RemoteError("malformed answer from the remote service: maskImageBase64Data is not base64") from exc
 
 
-def detection_boxes(value: Any) -> list[tuple[float, float, float, float]]:
+def detection_boxes(value: Any, max_detections: int) -> list[tuple[float, float, float, float]]:
+    """The boxes of an answer's "detections": at most `max_detections` (what was asked), each x_min <= x_max
+    and y_min <= y_max; anything else is a malformed answer, never passed on."""
     if not isinstance(value, list):
         raise RemoteError('malformed answer from the remote service: "detections" is not a list')
+    if len(value) > max_detections:
+        raise RemoteError(
+            f"malformed answer from the remote service: {len(value)} detections for maxDetections {max_detections}"
+        )
     out = []
     for item in value:
         try:
@@ -79,8 +90,28 @@ def detection_boxes(value: Any) -> list[tuple[float, float, float, float]]:
             ) from exc
         if not all(math.isfinite(v) for v in box):
             raise RemoteError("malformed answer from the remote service: a detection box is not finite")
+        if box[2] < box[0] or box[3] < box[1]:
+            raise RemoteError(
+                f"malformed answer from the remote service: an inverted detection box {_shown_box(box)} "
+                "(x_max < x_min or y_max < y_min)"
+            )
         out.append(box)
     return out
+
+
+def _shown_box(box: tuple[float, float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box) + ")"
+
+
+def check_boxes_inside(boxes: list[tuple[float, float, float, float]], width: int, height: int) -> None:
+    """Boxes (mask pixels) must lie on the mask image, to within a pixel of rounding."""
+    for box in boxes:
+        x0, y0, x1, y1 = box
+        if x0 < -1 or y0 < -1 or x1 > width + 1 or y1 > height + 1:
+            raise RemoteError(
+                f"malformed answer from the remote service: detection box {_shown_box(box)} lies outside "
+                f"its {width}x{height} mask"
+            )
 
 
 def mask_at_input_size(data: bytes, width: int, height: int) -> tuple[np.ndarray, tuple[float, float]]:
@@ -89,15 +120,22 @@ def mask_at_input_size(data: bytes, width: int, height: int) -> tuple[np.ndarray
         if sniff_format(data) is None:
             raise ValueError("not a PNG, JPG or WEBP image")
         with Image.open(io.BytesIO(data)) as img:
+            mw, mh = img.size  # from the header: a mask larger than its input is refused before decoding
+            if mw > width or mh > height or mw * mh > MAX_MASK_PIXELS:
+                raise RemoteError(
+                    f"malformed answer from the remote service: a {mw}x{mh} mask for a {width}x{height} "
+                    "image is larger than the image (not decoded)"
+                )
             img = img.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise RemoteError("malformed answer from the remote service: the mask is not a readable image") from exc
-    mw, mh = img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise RemoteError(
+            f"malformed answer from the remote service: the mask is not a readable image ({exc})"
+        ) from exc
     if (mw, mh) == (width, height):
         return np.asarray(img, dtype=np.float32) / 255.0, (1.0, 1.0)
     sx, sy = width / mw, height / mh
     # a capped copy keeps the aspect ratio to within rounding (one mask pixel)
-    if mw > width or mh > height or abs(mh * sx - height) > sx + 1e-6 or abs(mw * sy - width) > sy + 1e-6:
+    if abs(mh * sx - height) > sx + 1e-6 or abs(mw * sy - width) > sy + 1e-6:
         raise RemoteError(
             f"malformed answer from the remote service: a {mw}x{mh} mask for a {width}x{height} "
             "image is not a scaled copy of it"

@@ -25,8 +25,8 @@ import queue
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +35,18 @@ from PIL import Image
 from ..errors import AuthenticationError, InvalidParameter, RemoteError
 from ..images import decode_data_uri_or_base64
 from ..settings import MaskSettings, Progress
-from .answers import ErrorDetail, RemoteMask, base64_field, detection_boxes, mask_at_input_size, retry_after_seconds
+from .answers import (
+    MAX_ANSWER_BYTES,
+    MAX_MASK_BYTES,
+    MAX_RETRY_AFTER,
+    ErrorDetail,
+    RemoteMask,
+    base64_field,
+    check_boxes_inside,
+    detection_boxes,
+    mask_at_input_size,
+    retry_after_seconds,
+)
 from .config import RemoteConfig
 
 if TYPE_CHECKING:  # httpx (and the CLI tools it pulls in) is imported on first use: the pack imports fast
@@ -45,6 +56,19 @@ log = logging.getLogger("maskmargin.remote")
 
 POLL_SECONDS = 0.05  # how often the waiting thread checks for interruption
 UPLOAD_CACHE_SIZE = 512
+SHOWN_BODY = 120  # characters of a non-JSON answer quoted in the error (after the key is redacted)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, read whole within the deadline and the size cap."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes = field(repr=False)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -202,12 +226,14 @@ class RemoteClient:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.config.timeout), limits=limits)
         return self._http
 
-    def _redact(self, text: str) -> str:
+    def _redact(self, text: str, limit: int = 300) -> str:
+        """`text` without the API key, then cut to `limit` characters (cutting first could leave most of a
+        key that straddles the cut)."""
         key = self.config.api_key
         text = str(text)
         if key:
             text = text.replace(key, "[redacted]")
-        return text[:300]
+        return text[:limit]
 
     async def _mask_all(
         self, jobs: list[MaskJob], report: Callable[[int], None], return_errors: bool = False
@@ -248,7 +274,7 @@ class RemoteClient:
             # the service forgot an uploaded image (stored images expire): send the pixels again
             self.uploads.forget(self.config.api_url, digest)
             result = await self._masking_task(job, await asyncio.to_thread(_png_data_uri, pixels))
-        found = await self._read_mask(result, pixels.shape[1], pixels.shape[0])
+        found = await self._read_mask(result, pixels.shape[1], pixels.shape[0], job.settings.max_detections)
         if found.image_uuid:
             self.uploads.put(self.config.api_url, digest, found.image_uuid)
         return found
@@ -310,11 +336,39 @@ class RemoteClient:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         body = json.dumps(tasks).encode("utf-8")
-        response = await self._request("POST", self.config.api_url, content=body, headers=headers)
-        return self._answer(response)
+        answer = await self._request("POST", self.config.api_url, MAX_ANSWER_BYTES, content=body, headers=headers)
+        return self._answer(answer)
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One HTTP exchange, retried with backoff on 429 (Retry-After honoured), 5xx, drops and timeouts."""
+    async def _exchange(self, method: str, url: str, max_bytes: int, what: str, **kwargs: Any) -> Answer:
+        """Send one request and read its whole answer, refusing bodies over `max_bytes` unread."""
+        import httpx
+
+        http = self._client()
+        follow = kwargs.pop("follow_redirects", False)
+        response = await http.send(http.build_request(method, url, **kwargs), stream=True, follow_redirects=follow)
+        try:
+            declared = response.headers.get("content-length", "")
+            too_big = RemoteError(
+                f"the remote service's {what} is over {max_bytes // (1024 * 1024)} MB: not read",
+                code="remoteError",
+            )
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise too_big
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():  # decoded: a gzip bomb counts at its real size
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_big
+                chunks.append(chunk)
+            return Answer(response.status_code, httpx.Headers(response.headers), b"".join(chunks))
+        finally:
+            await response.aclose()
+
+    async def _request(self, method: str, url: str, max_bytes: int, what: str = "answer", **kwargs: Any) -> Answer:
+        """One HTTP exchange, retried with backoff on 429 (Retry-After honoured), 5xx, drops and timeouts.
+
+        MASKMARGIN_TIMEOUT bounds the whole exchange, from connecting to the answer's last byte: a
+        service that trickles its answer is given up on like a silent one."""
         import httpx
 
         attempt = 0
@@ -322,16 +376,30 @@ class RemoteClient:
             self.requests += 1
             retry_after = None
             try:
-                response = await self._client().request(method, url, **kwargs)
-            except httpx.TimeoutException:
-                reason = f"no answer within {self.config.timeout:g} s (MASKMARGIN_TIMEOUT)"
+                answer = await asyncio.wait_for(
+                    self._exchange(method, url, max_bytes, what, **kwargs), timeout=self.config.timeout
+                )
+            except (httpx.TimeoutException, asyncio.TimeoutError):
+                reason = f"no complete answer within {self.config.timeout:g} s (MASKMARGIN_TIMEOUT)"
+            except httpx.TooManyRedirects as exc:
+                raise RemoteError(f"the remote service's {what} at {self._redact(url)} redirects too often") from exc
             except httpx.TransportError as exc:
                 reason = f"connection failed ({type(exc).__name__})"
+            except httpx.RequestError as exc:  # e.g. a body that is not the encoding it claims
+                raise RemoteError(
+                    f"malformed {what} from the remote service at {self._redact(url)} ({type(exc).__name__})"
+                ) from exc
             else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                reason = f"HTTP {response.status_code}"
-                retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                if answer.status != 429 and answer.status < 500:
+                    return answer
+                reason = f"HTTP {answer.status}"
+                retry_after = retry_after_seconds(answer.headers.get("retry-after"))
+                if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                    raise RemoteError(
+                        f"the remote service at {self._redact(url)} answered {reason} and asks to wait "
+                        f"{retry_after:.0f} s before retrying (more than {MAX_RETRY_AFTER:.0f} s): try again later",
+                        code="remoteUnavailable",
+                    )
             if attempt >= self.config.retries:
                 raise RemoteError(
                     f"the remote service at {self._redact(url)} failed after {attempt + 1} "
@@ -348,11 +416,11 @@ class RemoteClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    def _answer(self, response: httpx.Response) -> list:
-        status = response.status_code
+    def _answer(self, response: Answer) -> list:
+        status = response.status
         try:
-            payload = response.json()
-        except ValueError:  # json.JSONDecodeError and UnicodeDecodeError alike
+            payload = json.loads(response.body)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, and nesting too deep
             payload = None
         errors = payload.get("errors") if isinstance(payload, dict) else None
         detail = self._first_error(errors)
@@ -391,7 +459,7 @@ class RemoteClient:
             kind = response.headers.get("content-type", "no content type")
             raise RemoteError(
                 f"malformed answer from {where}: HTTP {status} with a body that is not JSON "
-                f"({kind}): {self._redact(response.text[:120])!r}"
+                f"({kind}): {self._redact(response.text(), SHOWN_BODY)!r}"
             )
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list):
@@ -405,8 +473,8 @@ class RemoteClient:
         text = lambda v: self._redact(v) if isinstance(v, str) and v else None  # noqa: E731
         return ErrorDetail(text(e.get("message")) or "(no message)", text(e.get("parameter")), text(e.get("code")))
 
-    async def _read_mask(self, result: dict, width: int, height: int) -> RemoteMask:
-        boxes = detection_boxes(result.get("detections"))
+    async def _read_mask(self, result: dict, width: int, height: int, max_detections: int) -> RemoteMask:
+        boxes = detection_boxes(result.get("detections"), max_detections)
         if isinstance(result.get("maskImageBase64Data"), str):
             data = base64_field(result["maskImageBase64Data"])
         elif isinstance(result.get("maskImageDataURI"), str):
@@ -423,6 +491,11 @@ class RemoteClient:
             )
         mask, scale = await asyncio.to_thread(mask_at_input_size, data, width, height)
         sx, sy = scale
+        check_boxes_inside(boxes, round(width / sx), round(height / sy))
+        if not boxes and mask.max(initial=0.0) > 0.5:
+            raise RemoteError(
+                "malformed answer from the remote service: the mask shows shapes but no detection is listed"
+            )
         scaled = tuple(
             (
                 min(max(x0 * sx, 0.0), width),
@@ -448,7 +521,7 @@ class RemoteClient:
         # mask URLs are unguessable links (like pre-signed URLs): the API key is not sent with them
         if not url.startswith(("http://", "https://")):
             raise RemoteError("malformed answer from the remote service: maskImageURL is not an http(s) URL")
-        response = await self._request("GET", url, follow_redirects=True)
-        if response.status_code >= 400:
-            raise RemoteError(f"the mask image could not be downloaded (HTTP {response.status_code})")
-        return response.content
+        response = await self._request("GET", url, MAX_MASK_BYTES, "mask image", follow_redirects=True)
+        if response.status >= 400:
+            raise RemoteError(f"the mask image could not be downloaded (HTTP {response.status})")
+        return response.body
