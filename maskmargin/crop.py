@@ -49,6 +49,7 @@ class CropResult:
     plan: tuple[Crop, ...]  # one per crop; empty when no image had a region (see placeholder)
     width: int
     height: int
+    skipped: frozenset[int] = frozenset()  # crops Inpaint Stitch leaves out (Region Prompts' `-` lines)
 
     @property
     def placeholder(self) -> bool:

@@ -173,3 +173,27 @@ def _outline(out: Any, image_found: ImageDetections, scale: tuple[float, float],
         out[max(y1 - t, y0) : y1, x0:x1] = colour
         out[y0:y1, x0 : min(x0 + t, x1)] = colour
         out[y0:y1, max(x1 - t, x0) : x1] = colour
+
+
+def draw_numbers(images: torch.Tensor, texts: list[str], positions: list[tuple[int, int]] | None = None) -> None:
+    """Write texts[i] on uint8 images[i] [N, h, w, 3] in place (top-left corner, or at positions[i] = (x, y)),
+    white on a dark box: the crop numbers a user maps Region Prompts' lines to."""
+    import cv2
+
+    h = images.shape[1]
+    scale = max(0.4, h / 400)
+    thick = max(1, round(scale * 2))
+    array = images.numpy()
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        x, y = positions[i] if positions is not None else (4, 4)
+        y = max(0, min(y, h - th - base - 4))
+        canvas = np.ascontiguousarray(array[i]) if not array[i].flags.c_contiguous else array[i]
+        cv2.rectangle(canvas, (x, y), (x + tw + 6, y + th + base + 4), (20, 20, 20), -1)
+        cv2.putText(
+            canvas, text, (x + 3, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+        )
+        if canvas is not array[i]:
+            array[i] = canvas

@@ -18,7 +18,7 @@ and each window is labelled on its own. The result is the same as labelling the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class Region:
     box: Box
     owned: np.ndarray  # bool [y1 - y0, x1 - x0]: the mask pixels (mask > 0) this region stitches back
     label: str = ""
+    detection: int | None = None  # the index of the detection this region belongs to, if any
 
     @property
     def size(self) -> int:
@@ -195,7 +196,7 @@ def _by_detection(parts: Parts, found: ImageDetections, width: int, height: int)
         region = Region(boxes[j], np.zeros((boxes[j][3] - boxes[j][1], boxes[j][2] - boxes[j][0]), bool), det.label)
         for piece in owned:
             region = merge(region, piece)  # the pieces carry no label: the detection's stays
-        regions.append(region)
+        regions.append(replace(region, detection=j))
     return regions + orphans
 
 

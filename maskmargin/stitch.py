@@ -50,11 +50,13 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
         return resize(inpainted[i].to(source.device), y1 - y0, x1 - x0)
 
     if kernel is blend_numpy:  # disjoint pixels, no shared state: each crop blended where it was scaled back
-        each(lambda i: kernel(out, stitch, i, scaled_back(i)), range(len(stitch.plan)), progress)
+        kept = [i for i in range(len(stitch.plan)) if i not in stitch.skipped]  # `-` regions keep their pixels
+        each(lambda i: kernel(out, stitch, i, scaled_back(i)), kept, progress)
         return out
     with in_order(scaled_back, range(len(stitch.plan))) as backs:
         for i, back in enumerate(backs):
-            kernel(out, stitch, i, back)
+            if i not in stitch.skipped:  # a region left untouched keeps its source pixels
+                kernel(out, stitch, i, back)
             if progress is not None:
                 progress(i + 1, len(stitch.plan))
     return out

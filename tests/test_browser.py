@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from detailer_fixtures import video_file
 from photos import ASTRONAUT
 from PIL import Image
 from workflow_api import to_api
@@ -60,6 +61,8 @@ def seen(browser, comfy, tmp_path_factory):
 
     Image.fromarray(ASTRONAUT).save(comfy.input_dir / INPUT)
     Image.fromarray(ASTRONAUT).save(comfy.input_dir / "example.png")  # what the examples load (thumbnails)
+    small = np.asarray(Image.fromarray(ASTRONAUT).resize((320, 320)))
+    video_file(comfy.input_dir / "input.mp4", [small] * 4)  # what the video example's Load Video loads
     workflows = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
     for item in workflows[RUN]["nodes"]:
         if item["type"] == "LoadImage":
@@ -113,6 +116,7 @@ def test_example_workflow_loads_in_the_frontend(seen, name):
         f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
     )
     assert not loaded["dialogs"], f"a dialog opened on load: {loaded['dialogs']} ({loaded['screenshot']})"
+    assert loaded["errors"] == [], f"console errors while loading {name}: {loaded['errors']}"
     assert Path(loaded["screenshot"]).is_file()
 
 

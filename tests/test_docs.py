@@ -7,7 +7,16 @@ import pytest
 from maskmargin.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_IDS = ["MaskMarginDetectorLoader", "MaskMarginImageMask", "MaskMarginCrop", "MaskMarginStitch"]
+NODE_IDS = [
+    "MaskMarginDetectorLoader",
+    "MaskMarginImageMask",
+    "MaskMarginCrop",
+    "MaskMarginStitch",
+    "MaskMarginSelectRegions",
+    "MaskMarginRegionPrompts",
+    "MaskMarginToSEGS",
+    "MaskMarginFromSEGS",
+]
 
 
 def readme_section(title: str) -> str:
