@@ -33,12 +33,13 @@ def worker_count() -> int:
 
 
 @contextmanager
-def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
+def in_order(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> Iterator[Iterator[R]]:
     """`fn(item)` for every item on worker threads, yielded in the items' order.
 
     At most twice as many items as workers are under way or waiting, so large results do not pile
     up. The workers run under the caller's grad and inference modes (thread-local in torch; ComfyUI
-    runs nodes in inference mode). Leaving the block early, by an exception of `fn` or of the caller's
+    runs nodes in inference mode). `workers`: how many threads (default: `worker_count()`).
+    Leaving the block early, by an exception of `fn` or of the caller's
     loop (an interrupted run), cancels the items not yet started; those under way finish.
     """
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
@@ -47,7 +48,7 @@ def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(item)
 
-    workers = min(len(items), worker_count())
+    workers = min(len(items), workers or worker_count())
     if workers <= 1:
         yield (call(item) for item in items)
         return
