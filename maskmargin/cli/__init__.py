@@ -247,7 +247,7 @@ def _batch(args: argparse.Namespace) -> int:
     except MaskMarginError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"{done} images masked, {skipped} already done, {errors} errors (see detections.jsonl)", file=sys.stderr)
+    print(f"{done} images run, {skipped} already done, {errors} errors (see detections.jsonl)", file=sys.stderr)
     return EXIT_TASK_FAILED if errors else EXIT_OK
 
 

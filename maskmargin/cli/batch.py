@@ -214,7 +214,7 @@ def run_ray(
     if any(s.startswith(("http://", "https://")) for s in sources):
         ds = ray.data.from_items([{"path": s} for s in sources])  # the masker fetches URLs itself
     else:  # reading is I/O: it takes no CPU from the maskers (with both on the CPUs, N maskers on N CPUs starve it)
-        ds = ray.data.read_binary_files(sources, include_paths=True, ray_remote_args={"num_cpus": 0})
+        ds = ray.data.read_binary_files(sources, include_paths=True, num_cpus=0)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     masks = ds.map_batches(
         MaskMarginMasker,
