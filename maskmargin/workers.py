@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -33,7 +33,7 @@ def worker_count() -> int:
 
 
 @contextmanager
-def in_order(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> Iterator[Iterator[R]]:
+def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[Iterator[R]]:
     """`fn(item)` for every item on worker threads, yielded in the items' order.
 
     At most twice as many items as workers are under way or waiting, so large results do not pile
@@ -48,7 +48,9 @@ def in_order(fn: Callable[[T], R], items: Sequence[T], workers: int | None = Non
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(item)
 
-    workers = min(len(items), workers or worker_count())
+    workers = workers or worker_count()
+    if isinstance(items, Sized):  # an iterable of unknown length (frames of a video) is read as it goes
+        workers = min(len(items), workers)
     if workers <= 1:
         yield (call(item) for item in items)
         return

@@ -159,3 +159,24 @@ def test_the_masker_takes_decoded_images_as_ray_read_images_gives_them(folder):
 def test_an_input_without_images_is_a_usage_error(tmp_path, capsys):
     assert main(["batch", str(tmp_path), str(tmp_path / "out"), "--model", MODEL]) == 2
     assert f"error: INPUT {tmp_path} names no images" in capsys.readouterr().err
+
+
+def test_a_video_gives_a_mask_per_frame_and_resumes(tmp_path, capsys):
+    import cv2
+    from photos import ASTRONAUT
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for shift in range(0, 60, 10):  # the face moves right 10 px a frame
+        writer.write(cv2.cvtColor(np.ascontiguousarray(np.roll(ASTRONAUT, shift, axis=1)), cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["batch", str(video), str(out), "--model", MODEL, "--no-progress", "--batch-size", "2"]) == 0
+    found = by_path(out)
+    assert sorted(found) == [f"clip/{i:06d}.png" for i in range(6)]
+    lefts = [found[f"clip/{i:06d}.png"]["detections"][0]["x_min"] for i in range(6)]
+    assert all(abs(left - (lefts[0] + 10 * i)) <= 3 for i, left in enumerate(lefts))
+    assert np.asarray(Image.open(out / "clip" / "000003.png")).shape == (512, 512)
+    capsys.readouterr()
+    assert main(["batch", str(video), str(out), "--model", MODEL, "--no-progress"]) == 0
+    assert "0 images run, 6 already done, 0 errors" in capsys.readouterr().err

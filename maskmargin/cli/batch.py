@@ -199,6 +199,59 @@ def run_local(masker: MaskMarginMasker, items: list[Item], batch_size: int, work
             yield from rows(batch)
 
 
+def video_frames(path: Path, skip: set[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, RGB frame) for each frame of a video not in `skip`; keys are `<video stem>/<frame:06d>.png`."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise BatchInputError(f"cannot open the video {path}")
+    try:
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            key = f"{path.stem}/{index:06d}.png"
+            index += 1
+            if key not in skip:
+                yield key, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def frame_count(path: Path) -> int:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()
+
+
+def run_video(
+    masker: MaskMarginMasker, frames: Iterator[tuple[str, np.ndarray]], batch_size: int, workers: int
+) -> Iterator[dict]:
+    """Result rows for a video's frames, decoded here as they are needed (bounded memory), a batch per thread."""
+    from itertools import islice
+
+    from ..workers import in_order
+
+    def chunks() -> Iterator[list[tuple[str, np.ndarray]]]:
+        while chunk := list(islice(frames, batch_size)):
+            yield chunk
+
+    def one(chunk: list[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        images = np.empty(len(chunk), dtype=object)
+        images[:] = [frame for _, frame in chunk]
+        return masker({"path": np.array([key for key, _ in chunk], dtype=object), "image": images})
+
+    with in_order(one, chunks(), workers) as results:
+        for batch in results:
+            yield from rows(batch)
+
+
 def run_ray(
     address: str | None, items: list[Item], masker_kwargs: dict[str, Any], batch_size: int, workers: int
 ) -> Iterator[dict]:
@@ -245,21 +298,20 @@ def run_batch(
     """(images done, images skipped as finished before, error lines) for one batch run."""
     from tqdm import tqdm
 
-    items = gather(input_spec)
     batch_settings = BatchSettings(model, settings)
     done = finished(output, batch_settings)
+    video = Path(input_spec)
+    if video.is_file() and video.suffix.lower() in VIDEO_SUFFIXES:
+        if use_ray:
+            raise BatchInputError(
+                "a video runs without --ray for now: give --ray a folder of its frames "
+                "(e.g. ffmpeg -i clip.mp4 frames/%06d.png)"
+            )
+        return _run_video(video, output, batch_settings, done, batch_size, workers, progress, models_dir, device)
+    items = gather(input_spec)
     pending = [item for item in items if item.key not in done]
     by_source = {item.source: item.key for item in pending}
-    kwargs: dict[str, Any] = dict(
-        model=model,
-        confidence=settings.confidence,
-        max_detections=settings.max_detections,
-        mask_padding=settings.mask_padding,
-        mask_blur=settings.mask_blur,
-        tiles=settings.search_tiles,
-        models_dir=models_dir,
-        device=device,
-    )
+    kwargs = _masker_kwargs(batch_settings, models_dir, device)
     writer = ResultWriter(output, batch_settings)
     bar = tqdm(total=len(items), initial=len(items) - len(pending), unit="img", disable=not progress, file=sys.stderr)
     count = 0
@@ -285,3 +337,47 @@ def _key(by_source: dict[str, str], path: str) -> str:
     if path in by_source:
         return by_source[path]
     return by_source["/" + path]
+
+
+def _masker_kwargs(settings: BatchSettings, models_dir: str | None, device: str | None) -> dict[str, Any]:
+    s = settings.mask
+    return dict(
+        model=settings.model,
+        confidence=s.confidence,
+        max_detections=s.max_detections,
+        mask_padding=s.mask_padding,
+        mask_blur=s.mask_blur,
+        tiles=s.search_tiles,
+        models_dir=models_dir,
+        device=device,
+    )
+
+
+def _run_video(
+    video: Path,
+    output: Path,
+    settings: BatchSettings,
+    done: set[str],
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    models_dir: str | None,
+    device: str | None,
+) -> tuple[int, int, int]:
+    from tqdm import tqdm
+
+    frames = video_frames(video, done)
+    skipped = sum(1 for key in done if key.startswith(f"{video.stem}/"))
+    masker = MaskMarginMasker(**_masker_kwargs(settings, models_dir, device))
+    writer = ResultWriter(output, settings)
+    bar = tqdm(total=frame_count(video) or None, initial=skipped, unit="img", disable=not progress, file=sys.stderr)
+    count = 0
+    try:
+        for row in run_video(masker, frames, batch_size, workers):
+            writer.write(str(row["path"]), row)
+            count += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+    return count, skipped, writer.errors
