@@ -180,3 +180,20 @@ def test_a_video_gives_a_mask_per_frame_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["batch", str(video), str(out), "--model", MODEL, "--no-progress"]) == 0
     assert "0 images run, 6 already done, 0 errors" in capsys.readouterr().err
+
+
+def test_without_ray_installed_ray_is_never_imported_and_the_error_says_how_to_install_it(folder, tmp_path):
+    script = (
+        "import sys; sys.modules['ray'] = None  # as if ray were not installed: `import ray` raises ImportError\n"
+        "import maskmargin.batch, maskmargin.cli.batch\n"
+        "from maskmargin.cli import main\n"
+        f"code = main(['batch', {str(folder)!r}, {str(tmp_path / 'out')!r}, '--model', {MODEL!r}, '--ray'])\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "error: batch --ray needs Ray: pip install 'maskmargin[ray]' (or pip install 'ray[data]==2.60.0')"
+    )
+    plain = "import sys, maskmargin.batch, maskmargin.cli.batch; print('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", plain], capture_output=True, text=True).stdout.strip() == "False"
