@@ -289,6 +289,29 @@ def box_eval(model: str, cls: str, photos: list[Photo], cache: dict, show: bool)
     }
 
 
+def at_confidence(model: str, cls: str, photos: list[Photo], cache: dict, confidence: float) -> dict:
+    """Recall/precision of the cached predictions kept at a higher confidence (informative: mediapipe
+    0.10.21 cut at 0.6 for full range whatever confidence said; ours keeps what scores at least it)."""
+    preds, _ = detect_all(model, photos, cache)
+    total = Counts()
+    for p, dets in zip(photos, preds):
+        gts = p.boxes(cls)
+        if gts is not None:
+            total.add(evaluate_boxes([d for d in dets if d.score >= confidence], gts, p.ignores(cls)))
+    print(
+        f"\n{model} vs GT {cls} at confidence {confidence}: TP {total.tp} FP {total.fp} FN {total.fn}  "
+        f"recall {fmt(total.recall)}  precision {fmt(total.precision)}"
+    )
+    return {
+        "confidence": confidence,
+        "tp": total.tp,
+        "fp": total.fp,
+        "fn": total.fn,
+        "recall": total.recall,
+        "precision": total.precision,
+    }
+
+
 def mesh_coverage(photos: list[Photo], cache: dict) -> dict:
     faces, _ = detect_all(FACE_MODEL, photos, cache)
     n_faces = sum(len(f) for f in faces)
@@ -477,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     results["eye_centres"] = eye_centres(photos, cache)
     results["feature_sanity"] = feature_order(photos, cache)
     print("\n-- informative (no target) --")
+    results["faces_full_higher"] = [at_confidence(FACE_MODEL, "faces", photos, cache, c) for c in (0.5, 0.6)]
     results["faces_short"] = box_eval("mediapipe_face_short", "faces", photos, cache, show=True)
     results["hands"] = box_eval("extra_mediapipe_hands", "hands", photos, cache, show=True)
     results["faces_full_tiles"] = box_eval(FACE_MODEL + TILED, "faces", photos, cache, show=True)

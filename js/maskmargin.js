@@ -59,7 +59,7 @@ function modelNote(name, where) {
             ? [`runs on the Image Masking API (${info.air}): no file needed here`, COLORS.ok]
             : ["local only: set where to local (only the 15 API models run remotely)", COLORS.warn]);
     } else if (!info.needs_file) {
-        lines.push(["bundled with mediapipe: no file needed", COLORS.ok]);
+        lines.push(["runs MediaPipe's files from models/mediapipe (install.py fetches them)", COLORS.ok]);
     } else if (info.present) {
         lines.push([`${info.file_name} in ${info.folder}: present`, COLORS.ok]);
     } else {

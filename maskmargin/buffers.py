@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+PARALLEL_COPY = 8 << 20  # bytes from which a copy is split into slabs of this size for the workers
 _NUMPY = {torch.float32: np.float32, torch.uint8: np.uint8, torch.bool: np.bool_}
 
 
@@ -26,13 +27,41 @@ def empty(
 def zeros(
     shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    return empty(shape, device, dtype).zero_()
+    if torch.device(device).type == "cpu" and dtype in _NUMPY:  # one plain pass, no thread pool to wait on
+        return torch.from_numpy(np.zeros(shape, dtype=_NUMPY[dtype]))
+    return torch.zeros(shape, device=device, dtype=dtype)
+
+
+def clear(x: torch.Tensor) -> torch.Tensor:
+    """`x` set to zero in place and returned: numpy's fill on the CPU (one thread, no thread pool to wait
+    on; torch's zero_ starts its OpenMP pool above 32,768 elements)."""
+    if x.device.type == "cpu" and x.dtype in _NUMPY:
+        x.numpy().fill(0)
+        return x
+    return x.zero_()
 
 
 def copy_of(x: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy of `x` (any strides) that shares no memory with it."""
+    """A contiguous copy of `x` (any strides) that shares no memory with it.
+
+    On the CPU numpy copies (its loop is faster than torch's), a large tensor in slabs on a few worker
+    threads: a fresh frame's cost is its page faults, which the cores take in parallel."""
     out = empty(tuple(x.shape), x.device, x.dtype)
-    if x.device.type == "cpu" and x.dtype in _NUMPY:
-        np.copyto(out.numpy(), x.numpy())  # numpy's copy loop is faster than torch's on the CPU
+    if x.device.type != "cpu" or x.dtype not in _NUMPY:
+        return out.copy_(x)
+    src, dst = x.numpy(), out.numpy()
+    if src.nbytes < PARALLEL_COPY or src.ndim < 2:
+        np.copyto(dst, src)
         return out
-    return out.copy_(x)
+    from .workers import each
+
+    if src.ndim == 2:
+        src, dst = src[None], dst[None]
+    rows = max(1, PARALLEL_COPY // src[0, 0].nbytes)  # slabs of whole rows of one image
+    slabs = [(b, slice(r, r + rows)) for b in range(src.shape[0]) for r in range(0, src.shape[1], rows)]
+
+    def one(slab: tuple[int, slice]) -> None:
+        np.copyto(dst[slab], src[slab])
+
+    each(one, slabs)
+    return out

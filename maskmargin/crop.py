@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import buffers
@@ -25,6 +26,7 @@ from .images import check_image_batch, rgb_tensor
 from .regions import Box, Region, find_regions, merge
 from .resample import resize
 from .settings import CropSettings, Progress
+from .workers import each
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class CropResult:
     plan: tuple[Crop, ...]  # one per crop; empty when no image had a region (see placeholder)
     width: int
     height: int
+    skipped: frozenset[int] = frozenset()  # crops Inpaint Stitch leaves out (Region Prompts' `-` lines)
 
     @property
     def placeholder(self) -> bool:
@@ -71,13 +74,15 @@ def crop_window(box: Box, margin: int, width: int, height: int) -> Box:
 
 
 def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, settings: CropSettings) -> list[Crop]:
-    """The crops of a batch of [B, H, W] masks, image by image."""
-    plan = []
-    for b in range(masks.shape[0]):
+    """The crops of a batch of [B, H, W] masks, image by image (the images' regions found on worker threads)."""
+
+    def regions_of(b: int) -> list[Region]:
         found = detections[b] if detections is not None else None
         regions = find_regions(masks[b], found, settings.min_region_size)
-        if settings.merge_overlapping:
-            regions = _merge_overlapping(regions, settings)
+        return _merge_overlapping(regions, settings) if settings.merge_overlapping else regions
+
+    plan = []
+    for b, regions in enumerate(each(regions_of, range(masks.shape[0]))):
         plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
     return plan
 
@@ -106,11 +111,34 @@ def _overlap(a: Box, b: Box) -> bool:
 
 
 def window_pixels(x: torch.Tensor, window: Box) -> torch.Tensor:
-    """x[y0:y1, x0:x1] for a window that may pass the borders, the edge pixels repeated past them."""
+    """x[y0:y1, x0:x1] for a window that may pass the borders, the edge pixels repeated past them.
+
+    A view where the window lies inside; past a border, a new tensor made by OpenCV on the CPU and by
+    index_select elsewhere."""
     h, w = x.shape[:2]
     x0, y0, x1, y1 = window
     if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
         return x[y0:y1, x0:x1]
+    if x.device.type == "cpu" and x.dtype == torch.float32:
+        return _window_pixels_numpy(x, window)
+    return _window_pixels_torch(x, window)
+
+
+def _window_pixels_numpy(x: torch.Tensor, window: Box) -> torch.Tensor:
+    import cv2  # comes with mediapipe and ultralytics
+
+    h, w = x.shape[:2]
+    x0, y0, x1, y1 = window
+    inside = x.numpy()[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
+    if inside.ndim == 3 and inside.shape[2] > 4:  # OpenCV's border copy takes up to 4 channels
+        return _window_pixels_torch(x, window)
+    out = cv2.copyMakeBorder(inside, max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0), cv2.BORDER_REPLICATE)
+    return torch.from_numpy(out.reshape(y1 - y0, x1 - x0, *x.shape[2:]))
+
+
+def _window_pixels_torch(x: torch.Tensor, window: Box) -> torch.Tensor:
+    h, w = x.shape[:2]
+    x0, y0, x1, y1 = window
     rows = torch.arange(y0, y1, device=x.device).clamp_(0, h - 1)
     cols = torch.arange(x0, x1, device=x.device).clamp_(0, w - 1)
     return x.index_select(0, rows).index_select(1, cols)
@@ -121,9 +149,16 @@ def owned_mask(mask: torch.Tensor, crop: Crop) -> torch.Tensor:
     and leaves a neighbour's part of the mask as context (its own crop repaints it)."""
     x0, y0, x1, y1 = crop.window
     rx0, ry0, rx1, ry1 = crop.region.box
-    out = buffers.zeros((y1 - y0, x1 - x0), mask.device)
-    owned = torch.from_numpy(crop.region.owned).to(mask.device)
-    torch.mul(mask[ry0:ry1, rx0:rx1], owned, out=out[ry0 - y0 : ry1 - y0, rx0 - x0 : rx1 - x0])
+    out = buffers.empty((y1 - y0, x1 - x0), mask.device)
+    rows, cols = slice(ry0 - y0, ry1 - y0), slice(rx0 - x0, rx1 - x0)
+    inner = out[rows, cols]
+    if mask.device.type == "cpu" and mask.dtype == torch.float32:  # numpy: one thread, no pool to wait on
+        np.multiply(mask.numpy()[ry0:ry1, rx0:rx1], crop.region.owned, out=inner.numpy())
+    else:
+        torch.mul(mask[ry0:ry1, rx0:rx1], torch.from_numpy(crop.region.owned).to(mask.device), out=inner)
+    # zero only the context around the region's box (the window is often several times the box)
+    for part in (out[: rows.start], out[rows.stop :], out[rows, : cols.start], out[rows, cols.stop :]):
+        buffers.clear(part)
     return out
 
 
@@ -178,14 +213,15 @@ def mask_margin_crop(
     n = max(len(plan), 1)
     crops = buffers.empty((n, settings.height, settings.width, 3), device)
     crop_masks = buffers.empty((n, settings.height, settings.width), device)
-    for i, c in enumerate(plan):
+
+    def one(i: int) -> None:  # OpenCV and numpy let go of the GIL: the crops are cut on a few threads
+        c = plan[i]
         resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
-        resize(
-            owned_mask(masks[c.image], c).to(device), settings.height, settings.width, out=crop_masks[i], smooth=True
-        )
-        if progress is not None:
-            progress(i + 1, len(plan))
+        mask = owned_mask(masks[c.image], c).to(device)
+        resize(mask, settings.height, settings.width, out=crop_masks[i], smooth=True)
+
+    each(one, range(len(plan)), progress)
     if not plan:  # a stand-in so the sampler step still runs; stitching ignores it
         resize(rgb[0].to(device), settings.height, settings.width, out=crops[0])
-        crop_masks.zero_()
+        buffers.clear(crop_masks)
     return CropResult(crops, crop_masks, images, masks, tuple(plan), settings.width, settings.height)

@@ -137,13 +137,13 @@ def _build(spec: ModelSpec, path: Path | None, dirs: ModelDirs, device: str | No
     if spec.backend == "mediapipe_face":
         from .backends.mediapipe_faces import FaceDetector
 
-        return FaceDetector(spec, dirs.mediapipe)
+        return FaceDetector(spec, dirs.mediapipe, device=device)
     if spec.backend == "mediapipe_mesh":
         from .backends.mediapipe_mesh import MeshDetector
 
-        return MeshDetector(spec, dirs.mediapipe)
+        return MeshDetector(spec, dirs.mediapipe, device=device)
     if spec.backend in ("mediapipe_hands", "mediapipe_selfie"):
         from .backends import mediapipe_extras
 
-        return mediapipe_extras.build(spec)
+        return mediapipe_extras.build(spec, dirs.mediapipe, device)
     raise ModelNotAvailable(f"no backend for {spec.name}")

@@ -37,14 +37,29 @@ def _axis_distance(mask: torch.Tensor) -> torch.Tensor:
     return torch.minimum(rows - above, below - rows).t()
 
 
+def _axis_distance_np(mask: np.ndarray) -> np.ndarray:
+    """numpy's `_axis_distance`: the running max/min go down the rows, a whole row at a time."""
+    rows = np.arange(mask.shape[0], dtype=np.float32)[:, None]
+    above = np.maximum.accumulate(np.where(mask, rows, np.float32(-_FAR)), axis=0)
+    below = np.minimum.accumulate(np.where(mask, rows, np.float32(2 * _FAR))[::-1], axis=0)[::-1]
+    return np.minimum(rows - above, below - rows)
+
+
 def distance_within(mask: torch.Tensor, limit: int) -> torch.Tensor:
     """Exact Euclidean distance from every pixel to the nearest True pixel of `mask` ([H, W] bool).
 
     Exact up to `limit`; farther pixels get a value > `limit` (not their true distance). Two passes:
-    an exact column pass (cummax), then a row pass over offsets -limit..limit.
+    an exact column pass (cummax), then a row pass over offsets -limit..limit. On the CPU in numpy
+    (one thread per call, no thread pool to wait on), elsewhere in torch.
     """
     if limit < 0:
         raise ValueError("limit must be >= 0")
+    if mask.device.type == "cpu":
+        return torch.from_numpy(_distance_within_np(mask.numpy(), limit))
+    return _distance_within_torch(mask, limit)
+
+
+def _distance_within_torch(mask: torch.Tensor, limit: int) -> torch.Tensor:
     col = _axis_distance(mask)
     col_sq = torch.where(col <= limit, col * col, torch.full_like(col, _FAR))
     best = col_sq.clone()
@@ -57,6 +72,21 @@ def distance_within(mask: torch.Tensor, limit: int) -> torch.Tensor:
     return best.sqrt()
 
 
+def _distance_within_np(mask: np.ndarray, limit: int) -> np.ndarray:
+    col = _axis_distance_np(mask)
+    col_sq = np.where(col <= limit, col * col, np.float32(_FAR)).astype(np.float32, copy=False)
+    best = col_sq.copy()
+    shifted = np.empty_like(col_sq)
+    w = mask.shape[1]
+    for dx in range(1, min(limit, w - 1) + 1):
+        step = np.float32(dx * dx)
+        np.add(col_sq[:, :-dx], step, out=shifted[:, dx:])
+        np.minimum(best[:, dx:], shifted[:, dx:], out=best[:, dx:])
+        np.add(col_sq[:, dx:], step, out=shifted[:, :-dx])
+        np.minimum(best[:, :-dx], shifted[:, :-dx], out=best[:, :-dx])
+    return np.sqrt(best, out=best)
+
+
 def fade_by_distance(d: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     """Mask values from the distance `d` to a shape that is then padded by `padding` >= 0.
 
@@ -64,8 +94,23 @@ def fade_by_distance(d: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     at distance e = d - padding > 0 from it lies in the fade band when e <= blur, with value
     1 - e / (blur + 1). One distance computation serves both the growth and the band.
     """
+    if d.device.type == "cpu":
+        return torch.from_numpy(_fade_np(d.numpy(), padding, blur))
+    return _fade_torch(d, padding, blur)
+
+
+def _fade_torch(d: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
     value = (1.0 - (d - padding) / (blur + 1)).clamp_(max=1.0)
     return torch.where(d <= padding + blur, value, torch.zeros_like(value))
+
+
+def _fade_np(d: np.ndarray, padding: int, blur: int) -> np.ndarray:
+    value = np.subtract(d, np.float32(padding), dtype=np.float32)
+    value /= np.float32(blur + 1)
+    np.subtract(np.float32(1.0), value, out=value)
+    np.minimum(value, np.float32(1.0), out=value)
+    value[d > padding + blur] = 0.0
+    return value
 
 
 def pad_and_fade(shape: torch.Tensor, padding: int, blur: int) -> torch.Tensor:
@@ -94,6 +139,22 @@ def box_distance(
     Closed form (no search): the nearest pixel of a rectangle is the pixel clamped into it, so
     boxes, the most common detections, cost a few operations on their window.
     """
+    if torch.device(device).type == "cpu":
+        return torch.from_numpy(_box_distance_np(rect, window))
+    return _box_distance_torch(rect, window, device)
+
+
+def _box_distance_np(rect: tuple[int, int, int, int], window: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = rect
+    cols, rows = np.arange(window[0], window[2], dtype=np.float32), np.arange(window[1], window[3], dtype=np.float32)
+    dx = np.maximum(np.maximum(x0 - cols, cols - (x1 - 1)), 0)
+    dy = np.maximum(np.maximum(y0 - rows, rows - (y1 - 1)), 0)
+    return np.sqrt(np.square(dy)[:, None] + np.square(dx)[None, :])
+
+
+def _box_distance_torch(
+    rect: tuple[int, int, int, int], window: tuple[int, int, int, int], device: torch.device | str
+) -> torch.Tensor:
     x0, y0, x1, y1 = rect
     wx0, wy0, wx1, wy1 = window
     cols = torch.arange(wx0, wx1, device=device, dtype=torch.float32)
@@ -101,6 +162,14 @@ def box_distance(
     dx = torch.maximum(x0 - cols, cols - (x1 - 1)).clamp_(min=0)
     dy = torch.maximum(y0 - rows, rows - (y1 - 1)).clamp_(min=0)
     return (dy.square().unsqueeze(1) + dx.square().unsqueeze(0)).sqrt_()
+
+
+def _combine(target: torch.Tensor, values: torch.Tensor) -> None:
+    """target = max(target, values), in place (numpy on the CPU)."""
+    if target.device.type == "cpu":
+        np.maximum(target.numpy(), values.numpy(), out=target.numpy())
+    else:
+        torch.maximum(target, values, out=target)
 
 
 def build_mask(
@@ -132,10 +201,14 @@ def build_mask(
         if padding < 0:
             shape = _shrink_in_place_window(shape, rect, -padding, w, h)
         window = _grown(rect, reach, w, h)
-        core = torch.zeros((window[3] - window[1], window[2] - window[0]), dtype=torch.bool, device=out.device)
-        core[rect[1] - window[1] : rect[3] - window[1], rect[0] - window[0] : rect[2] - window[0]] = shape
+        core = buffers.zeros((window[3] - window[1], window[2] - window[0]), out.device, torch.bool)
+        inner = (slice(rect[1] - window[1], rect[3] - window[1]), slice(rect[0] - window[0], rect[2] - window[0]))
+        if core.device.type == "cpu":
+            core.numpy()[inner] = shape.numpy()
+        else:
+            core[inner] = shape
         target = out[window[1] : window[3], window[0] : window[2]]
-        torch.maximum(target, pad_and_fade(core, max(padding, 0), blur), out=target)
+        _combine(target, pad_and_fade(core, max(padding, 0), blur))
     return out
 
 
@@ -151,11 +224,15 @@ def _add_box(out: torch.Tensor, rect: tuple[int, int, int, int], padding: int, b
     if window != rect and (window[2] - window[0]) * (window[3] - window[1]) < LARGE_BOX:
         parts = [window]
     else:  # no band at all, or a large box: fill the inside, compute only the band
-        out[rect[1] : rect[3], rect[0] : rect[2]] = 1.0
+        inside = out[rect[1] : rect[3], rect[0] : rect[2]]
+        if inside.device.type == "cpu":
+            inside.numpy().fill(1.0)  # numpy: one thread, no pool to wait on
+        else:
+            inside.fill_(1.0)
         parts = _band(window, rect)
     for strip in parts:
         target = out[strip[1] : strip[3], strip[0] : strip[2]]
-        torch.maximum(target, fade_by_distance(box_distance(rect, strip, out.device), padding, blur), out=target)
+        _combine(target, fade_by_distance(box_distance(rect, strip, out.device), padding, blur))
 
 
 def _band(window: tuple[int, int, int, int], rect: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:

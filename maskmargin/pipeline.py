@@ -82,7 +82,7 @@ def image_mask(
 
     def finish(i: int, array: np.ndarray, image_found: ImageDetections) -> None:
         one = slice(i, i + 1)
-        build_mask(image_found, settings.mask_padding, settings.mask_blur, out=masks[i].zero_())
+        build_mask(image_found, settings.mask_padding, settings.mask_blur, out=buffers.clear(masks[i]))
         if shown is not None:
             thumbnails([array], masks[one], [image_found], thumbnail_side, out=shown[one])
         if preview is not None:

@@ -7,6 +7,8 @@ detector already has and shown as JPEG, so a large batch pays for neither full-s
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -26,6 +28,8 @@ def draw_preview(
     Inputs are not modified."""
     if out is None:
         out = copy_of(rgb.to(torch.float32))
+    elif out.device.type == "cpu" and rgb.device.type == "cpu" and rgb.dtype == out.dtype == torch.float32:
+        np.copyto(out.numpy(), rgb.numpy())  # numpy's copy: one thread, no thread pool to wait on
     else:
         out.copy_(rgb)
     _draw(out, masks, found)
@@ -98,29 +102,98 @@ def _draw(
     column to read them at (None: same size).
     """
     peak = 255.0 if out.dtype == torch.uint8 else 1.0
-    tint = TINT.to(out.device) * peak
     colour = (BOX * peak).round().to(out.device, out.dtype) if peak > 1 else BOX.to(out.device, out.dtype)
     h, w = out.shape[1:3]
     t = max(1, round(min(h, w) / 256))  # line width grows with the image
+    on_cpu = out.device.type == "cpu" and masks.device.type == "cpu" and out.dtype in (torch.uint8, torch.float32)
     for b, image_found in enumerate(found):
-        mask = masks[b]
-        if sample is not None:
-            mask = mask.index_select(0, sample[0]).index_select(1, sample[1])
-        mask = mask.to(out.device, torch.float32)
-        rect = tight_bounds(mask)
-        if rect is not None:  # tint only inside the mask's bounding rectangle
-            ys, xs = slice(rect[1], rect[3]), slice(rect[0], rect[2])
-            window = out[b, ys, xs]
-            mixed = window.to(torch.float32).lerp_(tint.expand_as(window), 0.45 * mask[ys, xs].unsqueeze(-1))
-            mixed.clamp_(0, peak)
-            window.copy_(mixed.round_() if peak > 1 else mixed)
-        for det in image_found.detections:
-            x0, y0, x1, y1 = det.pixel_box(image_found.width, image_found.height)
-            x0, x1 = int(x0 * scale[0]), min(w, int(np.ceil(x1 * scale[0])))
-            y0, y1 = int(y0 * scale[1]), min(h, int(np.ceil(y1 * scale[1])))
-            if x1 <= x0 or y1 <= y0:
-                continue
-            out[b, y0 : min(y0 + t, y1), x0:x1] = colour
-            out[b, max(y1 - t, y0) : y1, x0:x1] = colour
-            out[b, y0:y1, x0 : min(x0 + t, x1)] = colour
-            out[b, y0:y1, max(x1 - t, x0) : x1] = colour
+        if on_cpu:  # numpy: one thread per call, no thread pool to wait on
+            picks = None if sample is None else (sample[0].numpy(), sample[1].numpy())
+            _tint_np(out[b].numpy(), masks[b].numpy(), picks, peak)
+            _outline(out[b].numpy(), image_found, scale, colour.numpy(), t)
+        else:
+            _tint_torch(out[b], masks[b], sample, peak)
+            _outline(out[b], image_found, scale, colour, t)
+
+
+def _tint_torch(
+    out: torch.Tensor, mask: torch.Tensor, sample: tuple[torch.Tensor, torch.Tensor] | None, peak: float
+) -> None:
+    """The mask tinted over one [h, w, 3] image at 45%, in torch on any device."""
+    if sample is not None:
+        mask = mask.index_select(0, sample[0]).index_select(1, sample[1])
+    mask = mask.to(out.device, torch.float32)
+    rect = tight_bounds(mask)
+    if rect is not None:  # tint only inside the mask's bounding rectangle
+        ys, xs = slice(rect[1], rect[3]), slice(rect[0], rect[2])
+        window = out[ys, xs]
+        tint = TINT.to(out.device) * peak
+        mixed = window.to(torch.float32).lerp_(tint.expand_as(window), 0.45 * mask[ys, xs].unsqueeze(-1))
+        mixed.clamp_(0, peak)
+        window.copy_(mixed.round_() if peak > 1 else mixed)
+
+
+def _tint_np(out: np.ndarray, mask: np.ndarray, sample: tuple[np.ndarray, np.ndarray] | None, peak: float) -> None:
+    """`_tint_torch` in numpy, for CPU tensors."""
+    import cv2  # comes with mediapipe and ultralytics
+
+    if sample is not None:
+        mask = mask[_as_slice(sample[0])][:, _as_slice(sample[1])]
+    rect = tight_bounds(mask)
+    if rect is not None:
+        ys, xs = slice(rect[1], rect[3]), slice(rect[0], rect[2])
+        window = out[ys, xs]
+        weight = cv2.merge([np.multiply(mask[ys, xs], np.float32(0.45), dtype=np.float32)] * 3)  # same shapes: fast
+        mixed = window.astype(np.float32)
+        mixed += (TINT.numpy() * np.float32(peak) - mixed) * weight
+        np.clip(mixed, 0, peak, out=mixed)
+        window[...] = np.rint(mixed) if peak > 1 else mixed
+
+
+def _as_slice(picks: np.ndarray) -> slice | np.ndarray:
+    """Evenly spaced indices as a slice (a strided view instead of a gather), others as they are."""
+    if len(picks) > 1:
+        step = int(picks[1] - picks[0])
+        if step > 0 and np.array_equal(picks, np.arange(picks[0], picks[0] + step * len(picks), step)):
+            return slice(int(picks[0]), int(picks[-1]) + 1, step)
+    return picks
+
+
+def _outline(out: Any, image_found: ImageDetections, scale: tuple[float, float], colour: Any, t: int) -> None:
+    """Every detection's box drawn `t` pixels wide on one [h, w, 3] image: a numpy array with a numpy
+    colour, or a tensor with a tensor colour (plain slicing, the same on both)."""
+    h, w = out.shape[:2]
+    for det in image_found.detections:
+        x0, y0, x1, y1 = det.pixel_box(image_found.width, image_found.height)
+        x0, x1 = int(x0 * scale[0]), min(w, int(np.ceil(x1 * scale[0])))
+        y0, y1 = int(y0 * scale[1]), min(h, int(np.ceil(y1 * scale[1])))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        out[y0 : min(y0 + t, y1), x0:x1] = colour
+        out[max(y1 - t, y0) : y1, x0:x1] = colour
+        out[y0:y1, x0 : min(x0 + t, x1)] = colour
+        out[y0:y1, max(x1 - t, x0) : x1] = colour
+
+
+def draw_numbers(images: torch.Tensor, texts: list[str], positions: list[tuple[int, int]] | None = None) -> None:
+    """Write texts[i] on uint8 images[i] [N, h, w, 3] in place (top-left corner, or at positions[i] = (x, y)),
+    white on a dark box: the crop numbers a user maps Region Prompts' lines to."""
+    import cv2
+
+    h = images.shape[1]
+    scale = max(0.4, h / 400)
+    thick = max(1, round(scale * 2))
+    array = images.numpy()
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        x, y = positions[i] if positions is not None else (4, 4)
+        y = max(0, min(y, h - th - base - 4))
+        canvas = np.ascontiguousarray(array[i]) if not array[i].flags.c_contiguous else array[i]
+        cv2.rectangle(canvas, (x, y), (x + tw + 6, y + th + base + 4), (20, 20, 20), -1)
+        cv2.putText(
+            canvas, text, (x + 3, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA
+        )
+        if canvas is not array[i]:
+            array[i] = canvas

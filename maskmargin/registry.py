@@ -84,7 +84,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _mesh("nose_mesh_mediapipe", "runware:35@13", "nose", "nose"),
     _mesh("lips_mesh_mediapipe", "runware:35@14", "lips", "lips"),
     _mesh("eyes_mesh_mediapipe", "runware:35@15", "eyes (each eye its own shape)", "eyes"),
-    # Extras: offline models bundled with mediapipe 0.10.21; not part of the Image Masking API.
+    # Extras: offline models from MediaPipe's files (palm + hand landmarks, selfie); not part of the Image Masking API.
     ModelSpec(
         "extra_mediapipe_hands",
         None,

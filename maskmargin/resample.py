@@ -37,7 +37,7 @@ def resize(
     if (kernel or ("opencv" if x.device.type == "cpu" else "torch")) == "opencv":
         import cv2  # comes with mediapipe and ultralytics
 
-        src = np.ascontiguousarray(x.to(torch.float32).numpy())
+        src = x.to(torch.float32).numpy()  # a window of a frame as it is: OpenCV reads strided rows
         dst = out.numpy()
         if dst.ndim == 3 and dst.shape[2] == 1:  # OpenCV keeps single-channel images 2-d
             dst = dst[..., 0]

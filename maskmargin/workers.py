@@ -2,12 +2,15 @@
 Inpaint Stitch's crops going back.
 
 The heavy parts (MediaPipe graphs, OpenCV resizes, tensor arithmetic) let go of the GIL, so a few
-threads use the cores a single loop leaves idle.
+threads use the cores a single loop leaves idle. `in_order` hands each item to a pool and its result
+back, in order; `each` has the calling thread work through the items beside the workers and wait
+only at the end, so on a busy CPU no item waits for a descheduled thread to be woken.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -70,3 +73,68 @@ def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int | None = Non
         finally:
             for job in pending:
                 job.cancel()
+
+
+def each(fn: Callable[[T], R], items: Sequence[T], progress: Callable[[int, int], None] | None = None) -> list[R]:
+    """`fn(item)` for every item, on the calling thread and up to worker_count() - 1 workers that take
+    the next item as they come free; the results in the items' order.
+
+    `progress(done, total)` is called on the calling thread after each item it finished (counting every
+    item finished by then) and once at the end; when it or `fn` raises, no further item starts, the items
+    under way finish and the exception propagates. Workers run under the caller's grad and inference modes.
+    """
+    n = len(items)
+    results: list[R | None] = [None] * n
+    workers = min(n, worker_count())
+    if workers <= 1:
+        for k, item in enumerate(items):
+            results[k] = fn(item)
+            if progress is not None:
+                progress(k + 1, n)
+        return results  # type: ignore[return-value]
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    lock = threading.Lock()
+    state = {"next": 0, "done": 0, "stop": False}
+    errors: list[BaseException] = []
+
+    def take() -> int | None:
+        with lock:
+            if state["stop"] or state["next"] >= n:
+                return None
+            state["next"] += 1
+            return state["next"] - 1
+
+    def run(k: int) -> int:
+        results[k] = fn(items[k])
+        with lock:
+            state["done"] += 1
+            return state["done"]
+
+    def work() -> None:
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            try:
+                while (k := take()) is not None:
+                    run(k)
+            except BaseException as exc:  # handed to the calling thread
+                errors.append(exc)
+                state["stop"] = True
+
+    threads = [threading.Thread(target=work, name="maskmargin", daemon=True) for _ in range(workers - 1)]
+    for t in threads:
+        t.start()
+    try:
+        while (j := take()) is not None:
+            done = run(j)
+            if progress is not None:
+                progress(done, n)
+    except BaseException:
+        state["stop"] = True
+        raise
+    finally:
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
+    if progress is not None:
+        progress(n, n)
+    return results  # type: ignore[return-value]

@@ -8,7 +8,7 @@ from ..maskmargin.crop import CropResult, mask_margin_crop
 from ..maskmargin.detection import ImageDetections
 from ..maskmargin.errors import MaskMarginError
 from ..maskmargin.images import to_uint8_rgb
-from ..maskmargin.preview import thumbnails
+from ..maskmargin.preview import draw_numbers, thumbnails
 from ..maskmargin.settings import MAX_MARGIN, MAX_WORKING_SIDE, WORKING_SIZES, CropSettings
 from ..maskmargin.stitch import inpaint_stitch
 from . import comfy_env
@@ -146,6 +146,8 @@ class MaskMarginCrop(io.ComfyNode):
         shown = thumbnails(
             to_uint8_rgb(crops), crop_masks, [ImageDetections(width, height, ())] * len(crops), CROP_PREVIEW_SIDE
         )
+        # number each crop (its index in the batch, the line of Region Prompts that prompts it) and its label
+        draw_numbers(shown, [f"{i} {c.region.label}".strip() for i, c in enumerate(result.plan)])
         return io.NodeOutput(crops, crop_masks, result, ui=comfy_env.show_images(shown))
 
 

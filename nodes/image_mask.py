@@ -35,8 +35,9 @@ class DetectorLoader(io.ComfyNode):
                     "model",
                     options=options,
                     default="mediapipe_face_full",
-                    tooltip="What to find. mediapipe_* and *_mesh (faces, face shape, eyes, lips, nose): bundled "
-                    "with mediapipe, no file needed. face_yolov8n/s and hand_yolov8n: put the .pt file in "
+                    tooltip="What to find. mediapipe_* and *_mesh (faces, face shape, eyes, lips, nose): MediaPipe's "
+                    "files in ComfyUI/models/mediapipe (install.py fetches them). face_yolov8n/s and hand_yolov8n: "
+                    "put the .pt file in "
                     "ComfyUI/models/ultralytics/bbox; person_yolov8n/s-seg: in models/ultralytics/segm "
                     "(files: huggingface.co/Bingsu/adetailer). bbox/... and segm/...: other YOLO .pt files found in "
                     "those folders. extra_* (hands, all people as one region): offline extras, local only. "

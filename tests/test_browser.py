@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from detailer_fixtures import video_file
 from photos import ASTRONAUT
 from PIL import Image
 from workflow_api import to_api
@@ -60,6 +61,8 @@ def seen(browser, comfy, tmp_path_factory):
 
     Image.fromarray(ASTRONAUT).save(comfy.input_dir / INPUT)
     Image.fromarray(ASTRONAUT).save(comfy.input_dir / "example.png")  # what the examples load (thumbnails)
+    small = np.asarray(Image.fromarray(ASTRONAUT).resize((320, 320)))
+    video_file(comfy.input_dir / "input.mp4", [small] * 4)  # what the video example's Load Video loads
     workflows = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
     for item in workflows[RUN]["nodes"]:
         if item["type"] == "LoadImage":
@@ -113,6 +116,7 @@ def test_example_workflow_loads_in_the_frontend(seen, name):
         f"node types the frontend does not know: {loaded['missing']} ({loaded['screenshot']})"
     )
     assert not loaded["dialogs"], f"a dialog opened on load: {loaded['dialogs']} ({loaded['screenshot']})"
+    assert loaded["errors"] == [], f"console errors while loading {name}: {loaded['errors']}"
     assert Path(loaded["screenshot"]).is_file()
 
 
@@ -180,7 +184,7 @@ def test_model_picker_is_grouped_and_says_which_files_are_missing(seen):
     assert not any("file missing" in t for t in models if "mediapipe" in t or "mesh" in t)
     # Picking from the grouped menu sets the plain model name, which is what the workflow stores.
     assert picker["before"]["value"] == "mediapipe_face_full"
-    assert "bundled with mediapipe: no file needed" in picker["before"]["note"]
+    assert "runs MediaPipe's files from models/mediapipe" in picker["before"]["note"]
     assert picker["picked"]["value"] == "face_yolov8n"
     assert picker["picked"]["serialized"] == ["face_yolov8n", "local"], "the note widget is not serialized"
     assert "needs face_yolov8n.pt in models/ultralytics/bbox: missing" in picker["picked"]["note"]

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -223,6 +224,7 @@ def test_relative_paths_are_read_from_the_tasks_files_folder_from_any_folder(tmp
         text=True,
         cwd=elsewhere,
         timeout=300,
+        env=dict(os.environ, MASKMARGIN_MODELS_DIR=str(ROOT / "models")),
     )
     answer = json.loads(result.stdout)
     assert result.returncode == 1 and len(answer["data"]) == 1 and answer["data"][0]["detections"]

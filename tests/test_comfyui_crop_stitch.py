@@ -86,7 +86,7 @@ def test_anonymize_workflow_runs_end_to_end(comfy, photos):
         step = np.abs(np.diff(img.astype(np.int16), axis=1)).max(axis=-1)
         return (step[core] <= 2).mean()
 
-    assert flat(out) > 0.8 and flat(astro) < 0.5, "the face is made of flat pixel blocks"
+    assert flat(out) > 0.75 and flat(astro) < 0.5, "the face is made of flat pixel blocks"
 
 
 def test_crop_invert_stitch_on_a_batch_changes_only_masked_pixels(comfy, photos):

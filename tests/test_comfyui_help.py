@@ -19,7 +19,16 @@ import pytest
 pytestmark = pytest.mark.comfyui
 
 ROOT = Path(__file__).resolve().parents[1]
-NODES = ["MaskMarginDetectorLoader", "MaskMarginImageMask", "MaskMarginCrop", "MaskMarginStitch"]
+NODES = [
+    "MaskMarginDetectorLoader",
+    "MaskMarginImageMask",
+    "MaskMarginCrop",
+    "MaskMarginStitch",
+    "MaskMarginSelectRegions",
+    "MaskMarginRegionPrompts",
+    "MaskMarginToSEGS",
+    "MaskMarginFromSEGS",
+]
 
 
 def inputs_of(info: dict) -> dict[str, dict]:

@@ -18,7 +18,7 @@ from maskmargin.settings import MaskSettings
 pytestmark = pytest.mark.comfyui
 
 
-def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
+def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False, confidence=0.25):
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": batch}},
@@ -28,7 +28,7 @@ def graph(model, image_name, *, batch=2, padding=4, blur=4, tiles=False):
             "inputs": {
                 "image": ["2", 0],
                 "detector": ["3", 0],
-                "confidence": 0.25,
+                "confidence": confidence,
                 "max_detections": 6,
                 "mask_padding": padding,
                 "mask_blur": blur,
@@ -141,7 +141,8 @@ def test_search_tiles_finds_the_face_the_whole_image_is_too_coarse_for(comfy):
     Image.fromarray(canvas).save(comfy.input_dir / "crowd_scale.png")
     found = []
     for tiles in (False, True):
-        history = comfy.run(graph("mediapipe_face_full", "crowd_scale.png", batch=1, tiles=tiles))
+        # 0.6: without mediapipe's hidden floor, weak false faces in the coffee score below it (test_tiling.py)
+        history = comfy.run(graph("mediapipe_face_full", "crowd_scale.png", batch=1, tiles=tiles, confidence=0.6))
         found.append(json.loads(history["outputs"]["8"]["text"][0])[0])
     assert found[0] == [] and len(found[1]) == 1
     box = found[1][0]

@@ -296,3 +296,76 @@ def test_float16_and_float64_images_stitch_to_float32(image_dtype, crops_dtype):
     outside, inside = mask == 0, mask == 1
     assert torch.equal(out[0][outside], image[0].float()[outside]), "mask 0: the input's values, exactly"
     assert torch.equal(out[0][inside], torch.full_like(out[0][inside], 0.5)), "mask 1: the inpainted value"
+
+
+def test_cpu_and_torch_blend_kernels_agree_and_are_exact_at_both_ends():
+    """Inpaint Stitch's numpy/OpenCV blend (CPU tensors) and its torch lerp (other devices) give the same
+    picture; each keeps unmasked pixels bit for bit and puts the inpainted pixel where the mask is 1."""
+    from maskmargin.buffers import copy_of
+    from maskmargin.stitch import blend_kernel, blend_numpy, blend_torch
+
+    mask = faded_boxes(512, 512, [(170, 60, 290, 190), (200, 170, 320, 300), (20, 300, 90, 380)], padding=4, blur=12)
+    image = photo().unsqueeze(0)
+    found = ImageDetections(
+        512,
+        512,
+        tuple(Detection(b, 0.9, "face") for b in [(170, 60, 290, 190), (200, 170, 320, 300), (20, 300, 90, 380)]),
+    )
+    c = mask_margin_crop(image, mask, CropSettings(256, 256, 16), detections=[found])
+    assert blend_kernel(image, c.masks) is blend_numpy
+    painted = torch.rand_like(c.crops)
+    outs = []
+    for kernel in (blend_numpy, blend_torch):
+        out = copy_of(image)
+        for i, crop in enumerate(c.plan):
+            x0, y0, x1, y1 = crop.window
+            from maskmargin.resample import resize
+
+            kernel(out, c, i, resize(painted[i], y1 - y0, x1 - x0))
+        outs.append(out)
+    a, b = outs
+    assert torch.equal(a[0][mask == 0], image[0][mask == 0]) and torch.equal(b[0][mask == 0], image[0][mask == 0])
+    assert torch.equal(a[0][mask == 1], b[0][mask == 1]), "the inpainted pixel itself where the mask is 1"
+    assert (a - b).abs().max() < 1e-6
+
+
+def test_border_windows_are_the_same_on_both_kernels():
+    from maskmargin.crop import _window_pixels_numpy, _window_pixels_torch
+
+    image = photo(300, 400)
+    for window in [(-50, -20, 150, 180), (300, 250, 480, 330), (-10, 10, 410, 290), (0, 0, 400, 300)]:
+        a, b = _window_pixels_numpy(image, window), _window_pixels_torch(image, window)
+        assert torch.equal(a, b) and a.shape == (window[3] - window[1], window[2] - window[0], 3)
+        m = image[..., 0].contiguous()
+        assert torch.equal(_window_pixels_numpy(m, window), _window_pixels_torch(m, window))
+
+
+def test_a_parallel_copy_of_a_large_frame_is_exact():
+    from maskmargin.buffers import PARALLEL_COPY, copy_of
+
+    big = torch.rand(2, 1200, 1900, 4)  # 36 MB: copied in slabs on the workers
+    view = big[..., :3]
+    assert view.numel() * 4 > PARALLEL_COPY
+    out = copy_of(view)
+    assert torch.equal(out, view) and out.is_contiguous() and out.data_ptr() != big.data_ptr()
+    flat = big[0, ..., 0]
+    assert torch.equal(copy_of(flat), flat)
+
+
+def test_a_sampler_output_of_nan_changes_no_unmasked_pixel():
+    from maskmargin.buffers import copy_of
+    from maskmargin.resample import resize
+    from maskmargin.stitch import blend_numpy, blend_torch
+
+    mask = faded_boxes(256, 256, [(60, 60, 140, 150)], blur=6)
+    image = photo(256, 256).unsqueeze(0)
+    c = mask_margin_crop(image, mask, CropSettings(128, 128, 16))
+    bad = torch.full_like(c.crops, float("nan"))
+    out = inpaint_stitch(c, bad)
+    assert torch.equal(out[0][mask == 0], image[0][mask == 0]) and torch.isnan(out[0][mask > 0]).all()
+    x0, y0, x1, y1 = c.plan[0].window
+    back = resize(bad[0], y1 - y0, x1 - x0, kernel="opencv")
+    for kernel in (blend_numpy, blend_torch):
+        out = copy_of(image)
+        kernel(out, c, 0, back)
+        assert torch.equal(out[0][mask == 0], image[0][mask == 0])

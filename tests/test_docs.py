@@ -7,7 +7,16 @@ import pytest
 from maskmargin.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_IDS = ["MaskMarginDetectorLoader", "MaskMarginImageMask", "MaskMarginCrop", "MaskMarginStitch"]
+NODE_IDS = [
+    "MaskMarginDetectorLoader",
+    "MaskMarginImageMask",
+    "MaskMarginCrop",
+    "MaskMarginStitch",
+    "MaskMarginSelectRegions",
+    "MaskMarginRegionPrompts",
+    "MaskMarginToSEGS",
+    "MaskMarginFromSEGS",
+]
 
 
 def readme_section(title: str) -> str:
@@ -26,7 +35,7 @@ def test_every_model_is_in_the_readme_table_and_the_loader_help(model):
     if model.file_name:
         assert f"models/ultralytics/{model.subfolder}/{model.file_name}" in row
     else:
-        assert "bundled" in row
+        assert "`models/mediapipe/`" in row
     help_page = (ROOT / "js" / "docs" / "MaskMarginDetectorLoader.md").read_text(encoding="utf-8")
     assert f"`{model.name}`" in help_page
 

@@ -151,8 +151,12 @@ def test_pack_imports_into_comfyui_fast_without_heavy_libraries_or_network():
     assert found["extra"]["nodes"] == [
         "MaskMarginDetectorLoader",
         "MaskMarginImageMask",
+        "MaskMarginSelectRegions",
         "MaskMarginCrop",
         "MaskMarginStitch",
+        "MaskMarginRegionPrompts",
+        "MaskMarginToSEGS",
+        "MaskMarginFromSEGS",
     ]
     assert found["network"] == [], f"importing the pack touched the network: {found['network']}"
     assert found["heavy"] == [], f"imported at pack import instead of on first use: {found['heavy']}"

@@ -160,3 +160,28 @@ def test_large_box_filled_inside_and_banded_outside_matches_the_distance_search(
         as_seg = build_mask(ImageDetections(w, h, (seg,)), padding, blur)
         assert torch.allclose(as_box, as_seg, atol=1e-6), (padding, blur)
         assert as_box[400, 450] == 1 and as_box[40 - padding - blur - 1, 450] == 0
+
+
+def test_cpu_and_torch_mask_kernels_agree():
+    """build_mask's numpy kernels (CPU tensors) and torch kernels (other devices) give the same masks."""
+    from maskmargin.masks import (
+        _box_distance_np,
+        _box_distance_torch,
+        _distance_within_np,
+        _distance_within_torch,
+        _fade_np,
+        _fade_torch,
+    )
+
+    rng = np.random.default_rng(3)
+    shape = rng.random((90, 130)) > 0.97
+    shape[40:60, 50:90] = True
+    for limit in (0, 1, 5, 12):
+        a = _distance_within_np(shape, limit)
+        b = _distance_within_torch(torch.from_numpy(shape), limit).numpy()
+        near = b <= limit
+        assert np.array_equal(a <= limit, near) and np.allclose(a[near], b[near], atol=1e-6)
+        for padding, blur in ((0, limit), (limit // 2, limit - limit // 2)):
+            assert np.allclose(_fade_np(a, padding, blur), _fade_torch(torch.from_numpy(b), padding, blur).numpy())
+    for rect, window in (((10, 20, 40, 50), (0, 0, 60, 70)), ((5, 5, 6, 6), (3, 2, 9, 11))):
+        assert np.allclose(_box_distance_np(rect, window), _box_distance_torch(rect, window, "cpu").numpy())

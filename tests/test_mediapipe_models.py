@@ -9,9 +9,10 @@ import torch
 from photos import ASTRONAUT, ASTRONAUT_IMAGE
 from PIL import Image
 
+from maskmargin.backends import mediapipe_files
 from maskmargin.backends.mediapipe_mesh import keypoint_estimate
 from maskmargin.detection import Detection, ImageDetections, shape_detection
-from maskmargin.errors import BackendBroken, InvalidParameter, ModelNotAvailable
+from maskmargin.errors import InvalidParameter, ModelNotAvailable
 from maskmargin.loader import ModelDirs, clear_cache, load_detector, resolve
 from maskmargin.masks import build_mask
 from maskmargin.pipeline import image_mask
@@ -214,33 +215,21 @@ def test_empty_batch_is_a_clear_error():
         image_mask(det, torch.zeros(0, 64, 64, 3), MaskSettings())
 
 
-def test_tasks_api_face_detector_matches_solutions(monkeypatch):
-    solutions_box = mask_of("mediapipe_face_short")[0].detections[0].box
-    monkeypatch.setenv("MASKMARGIN_MEDIAPIPE_API", "tasks")
-    clear_cache()
-    try:
-        det = load_detector("mediapipe_face_short")
-        assert det.api == "tasks"
-        found = det.detect(ASTRONAUT, 0.25, 6)
-        assert len(found) == 1
-        assert np.allclose(found[0].box, solutions_box, atol=6)
-        full = load_detector("mediapipe_face_full")
-        try:
-            assert len(full.detect(ASTRONAUT, 0.25, 6)) == 1  # newer mediapipe runs the full-range file
-        except BackendBroken as exc:  # 0.10.21's Tasks graph has short-range anchors only: a clear error
-            assert "mediapipe_face_short" in exc.message
-        with pytest.raises(ModelNotAvailable, match="face_landmarker.task"):
-            load_detector("eyes_mesh_mediapipe", ModelDirs(mediapipe=(ModelDirs().mediapipe[0],)))
-    finally:
-        clear_cache()
+def test_a_missing_model_file_names_the_folder_the_command_and_the_install_step(tmp_path, monkeypatch):
+    monkeypatch.setattr(mediapipe_files, "installed_mediapipe_dir", lambda: None)
+    for model in ("mediapipe_face_short", "eyes_mesh_mediapipe", "extra_mediapipe_hands"):
+        with pytest.raises(ModelNotAvailable) as err:
+            load_detector(model, ModelDirs(mediapipe=(tmp_path / "mediapipe",)))
+        message = err.value.message
+        assert str(tmp_path / "mediapipe") in message and model in message
+        assert "python -m maskmargin download mediapipe" in message and "install.py" in message
 
 
-def test_broken_mediapipe_fails_loudly(monkeypatch):
+def test_mediapipe_is_never_imported(monkeypatch):
     clear_cache()
-    monkeypatch.setitem(sys.modules, "mediapipe", None)  # makes `import mediapipe` raise ImportError
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # `import mediapipe` would raise ImportError
     try:
-        with pytest.raises(BackendBroken, match="mediapipe cannot be imported"):
-            load_detector("mediapipe_face_full")
+        assert len(load_detector("mediapipe_face_full").detect(ASTRONAUT, 0.25, 6)) == 1
     finally:
         clear_cache()
 

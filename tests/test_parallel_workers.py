@@ -1,8 +1,9 @@
-"""Image Mask's worker threads and the MediaPipe graph pool behind them (real mediapipe graphs)."""
+"""Image Mask's worker threads, and the batched MediaPipe models (run in torch) beside them."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from photos import ASTRONAUT
 
 import maskmargin.workers as workers
-from maskmargin.backends import mediapipe_support as mps
+from maskmargin.backends import mediapipe_faces
 from maskmargin.images import to_uint8_rgb
 from maskmargin.loader import load_detector
 from maskmargin.pipeline import image_mask
@@ -49,8 +50,9 @@ def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch):
     assert seen == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
 
     calls = []
-    real = det.detect_all
-    monkeypatch.setattr(det, "detect_all", lambda image, conf: calls.append(1) or real(image, conf))
+    real = det.run
+    monkeypatch.setattr(mediapipe_faces, "CHUNK", 2)  # one forward per two images
+    monkeypatch.setattr(det, "run", lambda images, conf: calls.append(len(images)) or real(images, conf))
 
     class Stopped(Exception):
         pass
@@ -61,47 +63,16 @@ def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch):
 
     with pytest.raises(Stopped):
         image_mask(det, batch(12), MaskSettings(), progress=stop_at_two)
-    assert len(calls) <= 2 + 2 + 2, "images not yet started when the run stopped never start"
-
-
-def test_graph_pool_gives_each_thread_its_own_graph_up_to_the_limit():
-    made = []
-
-    def make(confidence):
-        graph = mps.solutions().face_detection.FaceDetection(model_selection=1, min_detection_confidence=confidence)
-        made.append(graph)
-        return graph
-
-    pool = mps.GraphPool(make, per_key=2)
-    together = threading.Barrier(2)  # two holders at once: the pool must have made two graphs
-    held, found = [], []
-
-    def work():
-        with pool.graph(0.25) as graph:
-            held.append(graph)
-            together.wait(timeout=30)
-            found.append(len(graph.process(ASTRONAUT).detections or []))
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert found == [1] * 6, "every caller got a working graph"
-    assert len(made) == 2 and len({id(g) for g in held}) == 2, "at most per_key graphs; they are reused"
-    with pool.graph(0.5):
-        pass
-    assert len(made) == 3, "another confidence needs its own graph"
-    pool.close()
+    assert calls == [2], "images not yet started when the run stopped never start"
 
 
 def test_face_and_mesh_models_share_their_graphs():
-    """mediapipe_face_full and the eight mesh models run the same two graphs: one pool each, not one per model."""
+    """mediapipe_face_full and the eight mesh models run the same two torch modules, loaded once."""
     face = load_detector("mediapipe_face_full")
     eyes, lips = load_detector("eyes_mesh_mediapipe"), load_detector("lips_mesh_mediapipe")
-    assert eyes._meshes is lips._meshes
-    assert eyes.faces._graphs is lips.faces._graphs is face._graphs
-    assert load_detector("mediapipe_face_short")._graphs is not face._graphs, "short range is another model"
+    assert eyes.mesh.model is lips.mesh.model
+    assert eyes.faces.graph.model is lips.faces.graph.model is face.graph.model
+    assert load_detector("mediapipe_face_short").graph.model is not face.graph.model, "short range is another model"
     images = batch(2)
     found = image_mask(lips, images, MaskSettings()).detections
     assert all(f.detections and f.detections[0].label == "lips" for f in found)
@@ -155,3 +126,40 @@ def test_in_order_passes_a_workers_error_on():
     with pytest.raises(ValueError, match="item 2"):
         with workers.in_order(fail_on_two, range(8)) as results:
             list(results)
+
+
+def test_each_gives_results_in_order_reports_progress_and_stops_on_a_raise(monkeypatch):
+    monkeypatch.setattr(workers, "worker_count", lambda: 3)
+    names: set[str] = set()
+
+    def square(x: int) -> int:
+        names.add(threading.current_thread().name)
+        time.sleep(0.002)  # long enough for every thread to take a turn
+        return x * x
+
+    seen: list[tuple[int, int]] = []
+    assert workers.each(square, list(range(40)), lambda d, t: seen.append((d, t))) == [x * x for x in range(40)]
+    assert seen[-1] == (40, 40) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert threading.current_thread().name in names  # the calling thread works too
+
+    started: list[int] = []
+
+    def fail_at_three(x: int) -> int:
+        started.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return x
+
+    with pytest.raises(ValueError, match="three"):
+        workers.each(fail_at_three, list(range(200)))
+    assert len(started) < 200, "no item starts after the raise"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    started.clear()
+    with pytest.raises(KeyboardInterrupt):
+        workers.each(lambda x: (started.append(x), time.sleep(0.002)), list(range(200)), stop)
+    assert len(started) < 200
+    monkeypatch.setattr(workers, "worker_count", lambda: 1)
+    assert workers.each(square, [1, 2, 3]) == [1, 4, 9]

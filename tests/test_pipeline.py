@@ -7,7 +7,7 @@ import torch
 from photos import ASTRONAUT_IMAGE
 
 from maskmargin.backends.base import Detector
-from maskmargin.detection import Detection
+from maskmargin.detection import Detection, ImageDetections
 from maskmargin.loader import load_detector
 from maskmargin.pipeline import image_mask
 from maskmargin.registry import find_model
@@ -54,3 +54,20 @@ def test_face_mask_of_the_astronaut_and_the_input_is_untouched():
     (box,) = result.to_api()[0]
     assert 150 < box["x_min"] < 200 and 250 < box["x_max"] < 310
     assert result.preview.shape == (2, 512, 512, 3) and not torch.equal(result.preview[0], batch[0])
+
+
+def test_cpu_and_torch_preview_kernels_agree():
+    """The mask tint drawn in numpy (CPU tensors) and in torch (other devices) is the same picture."""
+    from maskmargin.masks import build_masks
+    from maskmargin.preview import _tint_np, _tint_torch
+
+    found = [ImageDetections(300, 200, (Detection((40.0, 30.0, 120.0, 150.0), 0.9, "face"),))]
+    masks = build_masks(found, 4, 6)
+    rows, cols = torch.arange(0, 200, 2), torch.arange(0, 300, 2)
+    for dtype, peak in ((torch.uint8, 255.0), (torch.float32, 1.0)):
+        base = (torch.rand(100, 150, 3) * peak).to(dtype)
+        a, b = base.clone(), base.clone()
+        _tint_np(a.numpy(), masks[0].numpy(), (rows.numpy(), cols.numpy()), peak)
+        _tint_torch(b, masks[0], (rows, cols), peak)
+        diff = (a.float() - b.float()).abs().max()
+        assert diff <= (1 if dtype == torch.uint8 else 1e-6) and not torch.equal(a, base)

@@ -53,3 +53,72 @@ def test_a_part_no_detection_touches_is_kept_as_its_own_region():
 
 def test_an_empty_mask_has_no_regions():
     assert find_regions(torch.zeros(10, 10)) == []
+
+
+def _whole_frame_parts(on: np.ndarray) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """The reference: every 8-connected part of the whole frame, labelled in one piece by OpenCV, in the
+    order a raster scan meets them (OpenCV's own numbering follows its 2x2 blocks)."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(on.astype(np.uint8), connectivity=8)
+    out: list = []
+    for k in range(1, count):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        first = int(np.argmax(labels[y, x : x + w] == k))
+        out.append(((y, x + first), (x, y, x + w, y + h), labels[y : y + h, x : x + w] == k))
+    return [(box, pixels) for _, box, pixels in sorted(out, key=lambda part: part[0])]
+
+
+def test_labelling_window_by_window_equals_labelling_the_whole_frame():
+    """Parts found per occupied window: the same boxes, pixels and raster order as one whole-frame pass,
+    on scattered blobs, blobs whose rows and columns overlap (no cut separates them), diagonal touches
+    (8-connected across a corner), single pixels and parts on every border."""
+    from maskmargin.regions import find_parts, occupied_windows
+
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        h, w = int(rng.integers(20, 200)), int(rng.integers(20, 200))
+        on = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, 12))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            on[y : y + int(rng.integers(1, 30)), x : x + int(rng.integers(1, 30))] = rng.uniform(0.01, 1)
+        on[rng.random((h, w)) > 0.995] = 0.5  # specks
+        if trial % 5 == 0:  # an L whose bounding box holds another blob: only labelling can split them
+            on = np.zeros((80, 90), np.float32)
+            on[2:40, 2:5] = on[37:40, 2:60] = 1
+            on[10:20, 20:30] = 1
+            on[40, 60] = 1  # touches the L's corner diagonally: the same part
+            on[79, 89] = on[0, 89] = 1  # corners of the frame
+        parts = find_parts(on)
+        if trial % 5 == 0:
+            assert len(parts.boxes) == 4, "the L with its diagonal neighbour, the blob inside its box, two corners"
+        reference = _whole_frame_parts(on > 0)
+        assert parts.boxes == [box for box, _ in reference]
+        for k, (_, pixels) in enumerate(reference):
+            assert np.array_equal(parts.owned(k), pixels)
+        for _ in range(10):  # the parts a box touches: from their boxes, or pixel by pixel where it cuts them
+            bx, by = int(rng.integers(0, on.shape[1])), int(rng.integers(0, on.shape[0]))
+            box = (bx, by, bx + int(rng.integers(1, 60)), by + int(rng.integers(1, 60)))
+            expected = []
+            for k, ((x0, y0, x1, y1), pixels) in enumerate(reference):
+                frame = np.zeros(on.shape, bool)
+                frame[y0:y1, x0:x1] = pixels
+                if frame[box[1] : box[3], box[0] : box[2]].any():
+                    expected.append(k)
+            assert parts.touching(box) == expected
+        windows = occupied_windows(on)
+        covered = np.zeros(on.shape, int)
+        for x0, y0, x1, y1 in windows:
+            covered[y0:y1, x0:x1] += 1
+        assert covered.max() <= 1 and np.all(covered[on > 0] == 1), "disjoint windows holding every pixel"
+
+
+def test_scattered_faces_are_labelled_in_windows_of_their_own():
+    from maskmargin.regions import occupied_windows
+
+    mask = np.zeros((2160, 3840), np.float32)
+    boxes = [(100, 100, 400, 400), (3000, 200, 3500, 700), (1500, 1500, 1900, 2000), (200, 1700, 500, 2100)]
+    for x0, y0, x1, y1 in boxes:
+        mask[y0:y1, x0:x1] = 1
+    assert sorted(occupied_windows(mask)) == sorted(boxes)
+    assert occupied_windows(np.zeros((50, 50), np.float32)) == []

@@ -361,7 +361,7 @@ def test_a_busy_service_answers_503_and_the_client_waits_and_retries():
 def test_serve_command_starts_a_service(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text(f"# team keys\nalice-key-1  # alice\n{SERVICE_KEY}\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MASKMARGIN_MODELS_DIR=str(ROOT / "models"))  # MediaPipe files
     proc = subprocess.Popen(
         [sys.executable, "-m", "maskmargin", "serve", "--port", "0", "--api-key-file", str(key_file)],
         stdout=subprocess.PIPE,

@@ -52,18 +52,33 @@ IO: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
         [("crops", "IMAGE"), ("crop_masks", "MASK"), ("stitch", "MASKMARGIN_STITCH")],
     ),
     "MaskMarginStitch": ([("stitch", "MASKMARGIN_STITCH"), ("image", "IMAGE")], [("image", "IMAGE")]),
+    "MaskMarginSelectRegions": (
+        [("image", "IMAGE"), ("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
+        [("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
+    ),
+    "MaskMarginRegionPrompts": (
+        [("clip", "CLIP"), ("stitch", "MASKMARGIN_STITCH")],
+        [("positive", "CONDITIONING"), ("stitch", "MASKMARGIN_STITCH"), ("prompts_used", "STRING")],
+    ),
 }
-OPTIONAL = {("MaskMarginCrop", "detections"), ("CreateVideo", "audio")}
+OPTIONAL = {("MaskMarginCrop", "detections"), ("MaskMarginSelectRegions", "detections"), ("CreateVideo", "audio")}
 WIDGET_INPUTS = {("CreateVideo", "fps")}  # widgets fed by a link
 SIZE = {
     "LoadImage": (320, 360),
+    "LoadVideo": (320, 360),
     "CLIPTextEncode": (400, 160),
     "KSampler": (320, 270),
     "MaskMarginCrop": (340, 330),
     "MaskMarginImageMask": (320, 300),
     "SaveImage": (420, 460),
     "PreviewImage": (320, 340),
+    "MaskMarginSelectRegions": (340, 330),
+    "MaskMarginRegionPrompts": (400, 300),
 }
+TITLE_HEIGHT = 30  # LiteGraph draws a node's title bar above its pos: layouts keep this much free above each node
+# Columns of the detailer layout (x) and the gap between nodes stacked in one column.
+COLUMNS = (0, 440, 880, 1320, 1760, 2200, 2640)
+GAP = 60
 
 SD15 = "v1-5-pruned-emaonly.safetensors"
 SDXL = "sd_xl_base_1.0.safetensors"
@@ -71,58 +86,88 @@ NEGATIVE = "blurry, lowres, deformed, disfigured, bad anatomy, watermark, text"
 
 
 def detailer(
-    *, title: str, model: str, mask: list, crop: list, checkpoint: str, prompt: str, sampler: list, video: bool = False
+    *,
+    title: str,
+    model: str,
+    mask: list,
+    crop: list,
+    checkpoint: str,
+    prompt: str,
+    sampler: list,
+    video: bool = False,
+    select: list | None = None,
+    region_prompts: list | None = None,
 ) -> dict:
-    """Image (or video) -> Image Mask -> Mask Margin Crop -> one sampler call -> Inpaint Stitch -> save."""
+    """Image (or video) -> Image Mask -> [Select Regions] -> Mask Margin Crop -> one sampler call -> Inpaint
+    Stitch -> save. With `region_prompts`, Region Prompts gives every crop its own prompt."""
     g = Graph(title)
+    c = COLUMNS
     if video:
-        load = g.node("LoadVideo", ["input.mp4", "image"], (0, 0))
-        frames = g.node("GetVideoComponents", [], (0, 400))
+        load = g.node("LoadVideo", ["input.mp4", "image"], (c[0], 0))
+        frames = g.node("GetVideoComponents", [], g.below(load))
         g.link(load, 0, frames, "video")
         source = (frames, 0)
+        det = g.node("MaskMarginDetectorLoader", [model], g.below(frames))
     else:
-        source = (g.node("LoadImage", ["example.png", "image"], (0, 0)), 0)
-    det = g.node("MaskMarginDetectorLoader", [model], (0, 620 if video else 400))
-    im = g.node("MaskMarginImageMask", mask, (360, 0))
+        load = g.node("LoadImage", ["example.png", "image"], (c[0], 0))
+        source = (load, 0)
+        det = g.node("MaskMarginDetectorLoader", [model], g.below(load))
+    im = g.node("MaskMarginImageMask", mask, (c[1], 0))
     g.link(*source, im, "image")
     g.link(det, 0, im, "detector")
-    cr = g.node("MaskMarginCrop", crop, (720, 0))
+    regions = (im, 0), (im, 1)
+    col = 2
+    if select is not None:
+        sel = g.node("MaskMarginSelectRegions", select, (c[2], 0), title="Select Regions (order and choose faces)")
+        g.link(*source, sel, "image")
+        g.link(im, 0, sel, "mask")
+        g.link(im, 1, sel, "detections")
+        regions = (sel, 0), (sel, 1)
+        col = 3
+    cr = g.node("MaskMarginCrop", crop, (c[col], 0))
     g.link(*source, cr, "image")
-    g.link(im, 0, cr, "mask")
-    g.link(im, 1, cr, "detections")
-    ckpt = g.node("CheckpointLoaderSimple", [checkpoint], (360, 420))
-    pos = g.node("CLIPTextEncode", [prompt], (720, 380), title="Prompt for the regions")
-    neg = g.node("CLIPTextEncode", [NEGATIVE], (720, 580), title="Negative")
-    g.link(ckpt, 1, pos, "clip")
+    g.link(*regions[0], cr, "mask")
+    g.link(*regions[1], cr, "detections")
+    ckpt = g.node("CheckpointLoaderSimple", [checkpoint], g.below(im))
+    if region_prompts is not None:
+        pos = g.node("MaskMarginRegionPrompts", region_prompts, g.below(cr), title="Prompt per region (crop order)")
+        g.link(ckpt, 1, pos, "clip")
+        g.link(cr, 2, pos, "stitch")
+        stitch_from = (pos, 1)
+    else:
+        pos = g.node("CLIPTextEncode", [prompt], g.below(cr), title="Prompt for the regions")
+        g.link(ckpt, 1, pos, "clip")
+        stitch_from = (cr, 2)
+    neg = g.node("CLIPTextEncode", [NEGATIVE], g.below(pos), title="Negative")
     g.link(ckpt, 1, neg, "clip")
-    enc = g.node("VAEEncode", [], (1100, 0))
+    enc = g.node("VAEEncode", [], (c[col + 1], 0))
     g.link(cr, 0, enc, "pixels")
     g.link(ckpt, 2, enc, "vae")
-    noise = g.node("SetLatentNoiseMask", [], (1100, 120))
+    noise = g.node("SetLatentNoiseMask", [], g.below(enc))
     g.link(enc, 0, noise, "samples")
     g.link(cr, 1, noise, "mask")
-    ks = g.node("KSampler", sampler, (1100, 260))
+    ks = g.node("KSampler", sampler, g.below(noise))
     g.link(ckpt, 0, ks, "model")
     g.link(pos, 0, ks, "positive")
     g.link(neg, 0, ks, "negative")
     g.link(noise, 0, ks, "latent_image")
-    dec = g.node("VAEDecode", [], (1460, 0))
+    dec = g.node("VAEDecode", [], (c[col + 2], 0))
     g.link(ks, 0, dec, "samples")
     g.link(ckpt, 2, dec, "vae")
-    st = g.node("MaskMarginStitch", [], (1460, 120))
-    g.link(cr, 2, st, "stitch")
+    st = g.node("MaskMarginStitch", [], g.below(dec))
+    g.link(*stitch_from, st, "stitch")
     g.link(dec, 0, st, "image")
-    crops = g.node("PreviewImage", [], (1460, 260), title="Inpainted crops")
+    crops = g.node("PreviewImage", [], g.below(st), title="Inpainted crops")
     g.link(dec, 0, crops, "images")
     if video:
-        make = g.node("CreateVideo", [30.0], (1820, 0))
+        make = g.node("CreateVideo", [30.0], (c[col + 3], 0))
         g.link(st, 0, make, "images")
         g.link(frames, 2, make, "fps")
         g.link(frames, 1, make, "audio")
-        save = g.node("SaveVideo", ["video/MaskMargin", "auto", "auto"], (1820, 200))
+        save = g.node("SaveVideo", ["video/MaskMargin", "auto", "auto"], g.below(make))
         g.link(make, 0, save, "video")
     else:
-        save = g.node("SaveImage", ["MaskMargin"], (1820, 0))
+        save = g.node("SaveImage", ["MaskMargin"], (c[col + 3], 0))
         g.link(st, 0, save, "images")
     return g.ui()
 
@@ -130,23 +175,24 @@ def detailer(
 def anonymize() -> dict:
     """No checkpoint: every face pixelated (crop, scale down and up with nearest pixels, stitch)."""
     g = Graph("Anonymize faces")
-    load = g.node("LoadImage", ["example.png", "image"], (0, 0))
-    det = g.node("MaskMarginDetectorLoader", ["mediapipe_face_full"], (0, 400))
-    im = g.node("MaskMarginImageMask", [0.25, 20, 12, 6, False], (360, 0))
+    c = COLUMNS
+    load = g.node("LoadImage", ["example.png", "image"], (c[0], 0))
+    det = g.node("MaskMarginDetectorLoader", ["mediapipe_face_full"], g.below(load))
+    im = g.node("MaskMarginImageMask", [0.25, 20, 12, 6, False], (c[1], 0))
     g.link(load, 0, im, "image")
     g.link(det, 0, im, "detector")
-    cr = g.node("MaskMarginCrop", [8, "512x512 (SD1.5)", 768, 768, 8, False], (720, 0))
+    cr = g.node("MaskMarginCrop", [8, "512x512 (SD1.5)", 768, 768, 8, False], (c[2], 0))
     g.link(load, 0, cr, "image")
     g.link(im, 0, cr, "mask")
     g.link(im, 1, cr, "detections")
-    down = g.node("ImageScaleBy", ["area", 0.04], (1100, 0), title="Pixel blocks (smaller = coarser)")
+    down = g.node("ImageScaleBy", ["area", 0.04], (c[3], 0), title="Pixel blocks (smaller = coarser)")
     g.link(cr, 0, down, "image")
-    up = g.node("ImageScale", ["nearest-exact", 512, 512, "disabled"], (1100, 140))
+    up = g.node("ImageScale", ["nearest-exact", 512, 512, "disabled"], g.below(down))
     g.link(down, 0, up, "image")
-    st = g.node("MaskMarginStitch", [], (1460, 0))
+    st = g.node("MaskMarginStitch", [], (c[4], 0))
     g.link(cr, 2, st, "stitch")
     g.link(up, 0, st, "image")
-    save = g.node("SaveImage", ["MaskMargin_anonymized"], (1820, 0))
+    save = g.node("SaveImage", ["MaskMargin_anonymized"], (c[5], 0))
     g.link(st, 0, save, "images")
     return g.ui()
 
@@ -182,6 +228,11 @@ class Graph:
             entry["title"] = title
         self.nodes.append(entry)
         return nid
+
+    def below(self, nid: int) -> tuple[int, int]:
+        """The position under node `nid`, leaving GAP pixels between its bottom and the next title bar."""
+        node = self.nodes[nid - 1]
+        return node["pos"][0], node["pos"][1] + node["size"][1] + GAP
 
     def link(self, src: int, slot: int, dst: int, input_name: str) -> None:
         lid = len(self.links) + 1
@@ -262,6 +313,20 @@ def workflows() -> dict[str, dict]:
             prompt=face,
             sampler=ksampler_sd15[:6] + [0.35],
             video=True,
+        ),
+        "face_detailer_region_prompts": detailer(
+            title="A prompt per face, faces left to right (SD1.5)",
+            model="mediapipe_face_full",
+            mask=[0.4, 10, 8, 12, False],
+            select=["left to right", "", "", 0.0, 0.0, "px"],
+            crop=[32, "512x512 (SD1.5)", 768, 768, 16, False],
+            checkpoint=SD15,
+            prompt=face,
+            region_prompts=[
+                "a smiling face, detailed eyes\na serious face, detailed eyes\n-",
+                "a detailed photo of a face, sharp focus",
+            ],
+            sampler=ksampler_sd15[:6] + [0.45],
         ),
         "anonymize_faces": anonymize(),
     }

@@ -24,7 +24,13 @@ from comfy_harness import start_from_env  # noqa: E402
 from workflow_api import to_api  # noqa: E402
 
 STAND_INS = {"hand_yolov8n": "extra_mediapipe_hands", "person_yolov8n-seg": "extra_mediapipe_person_selfie"}
-UP_TO_CROP = {"LoadImage", "MaskMarginDetectorLoader", "MaskMarginImageMask", "MaskMarginCrop"}
+UP_TO_CROP = {
+    "LoadImage",
+    "MaskMarginDetectorLoader",
+    "MaskMarginImageMask",
+    "MaskMarginSelectRegions",
+    "MaskMarginCrop",
+}
 WIDTH = 768
 
 

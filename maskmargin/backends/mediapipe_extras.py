@@ -1,90 +1,120 @@
-"""Offline extras from models bundled in mediapipe 0.10.21: hands and people (selfie segmentation).
+"""Offline extras from MediaPipe's models: hands (palm detection + hand landmarks) and people (selfie
+segmentation), run in torch like the face models.
 
 Not part of the Image Masking API (no AIR id); offered for users without YOLO files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
+import torch
 
 from ..bounds import tight_bounds
 from ..detection import Detection
-from ..errors import BackendBroken
 from ..registry import ModelSpec
-from . import mediapipe_support as mps
-from .base import Detector
+from . import mediapipe_files as files
+from . import mediapipe_graphs as graphs
+from .base import Detector, Progress
+from .mediapipe_faces import batched
+from .mediapipe_ops import as_box, images_to_tensors
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
 MAX_HANDS = 20
-# The palm detector's own threshold (its graph default). A hand's reported score is its handedness
-# score, which `confidence` is compared with: a higher palm threshold would drop hands reported above it.
-PALM_CONFIDENCE = 0.5
+HAND_PRESENCE = 0.5  # MediaPipe's hand-presence cut (min_tracking_confidence's default)
 
 
-def build(spec: ModelSpec) -> Detector:
-    if not mps.use_solutions():
-        raise BackendBroken(
-            f"{spec.name} uses models bundled with mediapipe 0.10.21 (mp.solutions), which this mediapipe "
-            f"lacks. Use hand_yolov8n / person_yolov8n-seg instead, or install mediapipe==0.10.21 (Python <= 3.12)."
-        )
-    return HandDetector(spec) if spec.backend == "mediapipe_hands" else SelfiePersonDetector(spec)
+def build(spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None) -> Detector:
+    if spec.backend == "mediapipe_hands":
+        return HandDetector(spec, model_folders, device)
+    return SelfiePersonDetector(spec, model_folders, device)
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device) if device is not None else graphs.default_device()
 
 
 class HandDetector(Detector):
-    def __init__(self, spec: ModelSpec):
-        super().__init__(spec)
-        self._graphs = mps.GraphPool(
-            lambda confidence: mps.solutions().hands.Hands(
-                static_image_mode=True, max_num_hands=MAX_HANDS, min_detection_confidence=confidence
-            )
-        )
+    """Hands: palms found by BlazePalm (score = the palm's), boxes from the 21 landmarks of each hand crop."""
 
-    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
-        h, w = image.shape[:2]
-        with self._graphs.graph(min(float(confidence), PALM_CONFIDENCE)) as graph:
-            result = graph.process(np.ascontiguousarray(image))
-        out = []
-        for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
-            pts = np.array([[p.x * w, p.y * h] for p in marks.landmark])
-            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    batches = True  # one forward per stage for the whole batch (torch)
+
+    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
+        super().__init__(spec)
+        self.device = _device(device)
+        palm = files.require_file(graphs.PALM.file, model_folders, spec.name)
+        self.palms = graphs.SsdDetector(graphs.PALM, palm, self.device)
+        self.hands = graphs.HandLandmarks(files.require_file(graphs.HAND_FILE, model_folders, spec.name), self.device)
+
+    def _run(self, images: Sequence[np.ndarray], confidence: float, limit: int) -> list[list[Detection]]:
+        tensors = images_to_tensors(images, self.device)
+        per_image = self.palms.run(tensors, float(confidence))
+        owners, rois, scores = [], [], []
+        for i, found in enumerate(per_image):
+            for j in np.argsort(-found.scores, kind="stable")[:limit]:
+                owners.append(i)
+                rois.append(graphs.hand_roi(found.boxes[j], found.keypoints[j]))
+                scores.append(float(found.scores[j]))
+        roi_t = torch.tensor(rois, dtype=torch.float64, device=self.device).reshape(-1, 5)
+        points, presence, left = self.hands.run(tensors, roi_t, owners)
+        out: list[list[Detection]] = [[] for _ in images]
+        for k, i in enumerate(owners):
+            if presence[k] < HAND_PRESENCE:
+                continue
+            h, w = images[i].shape[:2]
+            (x0, y0), (x1, y1) = points[k].min(axis=0), points[k].max(axis=0)
             m = HAND_MARGIN * max(x1 - x0, y1 - y0)
             box = (max(x0 - m, 0.0), max(y0 - m, 0.0), min(x1 + m, float(w)), min(y1 + m, float(h)))
-            cls = handed.classification[0]
-            if cls.score < confidence:  # the score reported is the one `confidence` applies to
-                continue
-            out.append(Detection(box, float(cls.score), f"hand ({cls.label.lower()})"))
+            side = "left" if left[k] > 0.5 else "right"  # mp.solutions' labels (it assumes a mirrored image)
+            out[i].append(Detection(as_box(box), scores[k], f"hand ({side})"))
         return out
 
-    def close(self) -> None:
-        self._graphs.close()
+    def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
+        return self._run([image], confidence, MAX_HANDS)[0]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(
+            images, progress, lambda chunk: self._run(chunk, confidence, max_detections), confidence, max_detections
+        )
 
 
 class SelfiePersonDetector(Detector):
     """All people as one segmentation region; score = mean foreground probability inside it."""
 
-    def __init__(self, spec: ModelSpec):
+    batches = True  # one forward per stage for the whole batch (torch)
+
+    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
-        self._graphs = mps.GraphPool(
-            lambda _: mps.solutions().selfie_segmentation.SelfieSegmentation(model_selection=0)
-        )
+        self.device = _device(device)
+        self.graph = graphs.Selfie(files.require_file(graphs.SELFIE_FILE, model_folders, spec.name), self.device)
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        return self.graph.run(images_to_tensors(images, self.device))
+
+    def _run(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        return [_person(p.float().cpu().numpy()) for p in self.probabilities(images)]
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
-        with self._graphs.graph() as graph:
-            prob = graph.process(np.ascontiguousarray(image)).segmentation_mask
-        if prob is None:
-            return []
-        on = prob > 0.5
-        rect = tight_bounds(on)
-        if rect is None:
-            return []
-        x0, y0, x1, y1 = rect
-        local = on[y0:y1, x0:x1]
-        score = float(prob[y0:y1, x0:x1][local].mean())
-        return [
-            Detection(
-                (float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local, mask_box=(x0, y0, x1, y1)
-            )
-        ]
+        return self._run([image])[0]
 
-    def close(self) -> None:
-        self._graphs.close()
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(images, progress, self._run, confidence, max_detections)
+
+
+def _person(prob: np.ndarray) -> list[Detection]:
+    on = prob > 0.5
+    rect = tight_bounds(on)
+    if rect is None:
+        return []
+    x0, y0, x1, y1 = rect
+    local = on[y0:y1, x0:x1]
+    score = float(prob[y0:y1, x0:x1][local].mean())
+    return [
+        Detection((float(x0), float(y0), float(x1), float(y1)), score, "person", mask=local, mask_box=(x0, y0, x1, y1))
+    ]

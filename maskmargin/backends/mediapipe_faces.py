@@ -1,102 +1,86 @@
-"""BlazeFace face detection (full and short range) through mp.solutions or the Tasks API."""
+"""BlazeFace face detection (full and short range): MediaPipe's .tflite models run in torch, batched."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..detection import Detection
-from ..errors import BackendBroken
 from ..registry import ModelSpec
-from . import mediapipe_support as mps
-from .base import Detector
+from . import mediapipe_files as files
+from . import mediapipe_graphs as graphs
+from .base import Detector, Progress
+from .mediapipe_ops import as_box, images_to_tensors
 
-# Tasks API file names: ours first, then the names the 0.10.21 wheel uses.
-_TASK_FILES = {
-    "full": (
-        ("face_detection_full_range.tflite", "face_detection_full_range_sparse.tflite"),
-        "modules/face_detection/face_detection_full_range_sparse.tflite",
-    ),
-    "short": (
-        ("face_detection_short_range.tflite", "blaze_face_short_range.tflite"),
-        "modules/face_detection/face_detection_short_range.tflite",
-    ),
-}
+CHUNK = 16  # images per forward: bounds memory on big batches and lets progress (and interruption) come in
 
 
 class FaceDetector(Detector):
-    """Faces as boxes; `faces()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
+    """Faces as boxes; `faces_batch()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
 
-    def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), variant: str | None = None):
+    batches = True  # one forward per stage for the whole batch (torch)
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_folders: tuple[Path, ...] = (),
+        variant: str | None = None,
+        device: str | torch.device | None = None,
+    ):
         super().__init__(spec)
         self.variant = variant or spec.option or "full"
-        self._solutions = mps.use_solutions()
-        self._model_path: Path | None = None
-        if not self._solutions:
-            names, bundled = _TASK_FILES[self.variant]
-            self._model_path = mps.model_file(names, model_folders, bundled)
-        # keyed by confidence (fixed when a graph is made); shared with every detector of the same graphs
-        self._graphs = mps.shared_pool(("face", self.variant, self._model_path), self._make_graph)  # type: ignore[arg-type]
+        self.config = graphs.FACE_FULL if self.variant == "full" else graphs.FACE_SHORT
+        self.device = torch.device(device) if device is not None else graphs.default_device()
+        self.model_path = files.require_file(self.config.file, model_folders, spec.name)
+        self.graph = graphs.SsdDetector(self.config, self.model_path, self.device)
 
-    @property
-    def api(self) -> str:
-        return "solutions" if self._solutions else "tasks"
+    def run(self, tensors: Sequence[torch.Tensor], confidence: float) -> list[graphs.Detections]:
+        return self.graph.run(tensors, float(confidence))
 
-    def _make_graph(self, confidence: float):
-        if self._solutions:
-            fd = mps.solutions().face_detection
-            return fd.FaceDetection(
-                model_selection=1 if self.variant == "full" else 0, min_detection_confidence=confidence
-            )
-        mps.import_mediapipe()  # a clear error before the submodule import below
-        from mediapipe.tasks.python import BaseOptions, vision
-
-        options = vision.FaceDetectorOptions(
-            base_options=BaseOptions(model_asset_path=str(self._model_path)),
-            running_mode=vision.RunningMode.IMAGE,
-            min_detection_confidence=confidence,
-        )
-        return vision.FaceDetector.create_from_options(options)
+    def faces_batch(self, images: Sequence[np.ndarray], confidence: float) -> list[graphs.Detections]:
+        """Per image: every face scoring at least `confidence`, boxes and keypoints in pixels."""
+        out: list[graphs.Detections] = []
+        for start in range(0, len(images), CHUNK):
+            out += self.run(images_to_tensors(images[start : start + CHUNK], self.device), confidence)
+        return out
 
     def faces(self, image: np.ndarray, confidence: float) -> list[tuple[Detection, np.ndarray]]:
         """(detection, keypoints [6, 2] in pixels) for every face at or above `confidence`."""
-        h, w = image.shape[:2]
-        image = np.ascontiguousarray(image)
-        with self._graphs.graph(float(confidence)) as graph:
-            if self._solutions:
-                raw = graph.process(image).detections or []
-                return [_from_solution(d, w, h) for d in raw]
-            mp = mps.import_mediapipe()
-            try:
-                result = graph.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
-            except RuntimeError as exc:
-                raise BackendBroken(
-                    f"the mediapipe Tasks API could not run {getattr(self._model_path, 'name', self.variant)} "
-                    f"({str(exc).splitlines()[0]}). "
-                    f"mediapipe 0.10.21's Tasks face detector runs the short-range model only: use "
-                    f"mediapipe_face_short, or the mp.solutions API (unset MASKMARGIN_MEDIAPIPE_API)."
-                ) from exc
-            return [_from_task(d, w, h) for d in result.detections]
+        found = self.faces_batch([image], confidence)[0]
+        return [(d, k) for d, k in zip(as_detections(found), found.keypoints, strict=True)]
 
     def detect_all(self, image: np.ndarray, confidence: float) -> list[Detection]:
-        return [d for d, _ in self.faces(image, confidence)]
+        return as_detections(self.faces_batch([image], confidence)[0])
 
-    def close(self) -> None:
-        self._graphs.close()
+    def detect_batch(
+        self, images: Sequence[np.ndarray], confidence: float, max_detections: int, progress: Progress | None = None
+    ) -> list[list[Detection]]:
+        return batched(
+            images,
+            progress,
+            lambda chunk: [as_detections(d) for d in self.run(images_to_tensors(chunk, self.device), confidence)],
+            confidence,
+            max_detections,
+        )
 
 
-def _from_solution(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
-    loc = det.location_data
-    b = loc.relative_bounding_box
-    box = (b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h)
-    kps = np.array([[k.x * w, k.y * h] for k in loc.relative_keypoints], dtype=np.float32).reshape(-1, 2)
-    return Detection(box, float(det.score[0]), "face"), kps
+def as_detections(found: graphs.Detections, label: str = "face") -> list[Detection]:
+    return [Detection(as_box(box), float(score), label) for box, score in zip(found.boxes, found.scores, strict=True)]
 
 
-def _from_task(det, w: int, h: int) -> tuple[Detection, np.ndarray]:
-    b = det.bounding_box
-    box = (float(b.origin_x), float(b.origin_y), float(b.origin_x + b.width), float(b.origin_y + b.height))
-    kps = np.array([[k.x * w, k.y * h] for k in det.keypoints], dtype=np.float32).reshape(-1, 2)
-    score = float(det.categories[0].score) if det.categories else 0.0
-    return Detection(box, score, "face"), kps
+def batched(
+    images: Sequence[np.ndarray], progress: Progress | None, run, confidence: float, max_detections: int
+) -> list[list[Detection]]:
+    """`run` on chunks of the batch; selected detections per image; progress after each chunk's images."""
+    from ..detection import select
+
+    out: list[list[Detection]] = []
+    for start in range(0, len(images), CHUNK):
+        for found in run(images[start : start + CHUNK]):
+            out.append(select(found, confidence, max_detections))
+            if progress is not None:
+                progress(len(out), len(images))
+    return out

@@ -119,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="face and eye masks of a public-domain photo, written to a folder")
     demo.add_argument("--output-dir", default="output")
 
-    dl = sub.add_parser("download", help="download a YOLO model file, verifying its SHA-256")
-    dl.add_argument("model", help="a YOLO model name from `models`, e.g. face_yolov8n")
+    dl = sub.add_parser(
+        "download", help="download a YOLO model file, or `mediapipe` for MediaPipe's files (sha256 checked)"
+    )
+    dl.add_argument("model", help="a YOLO model name from `models`, e.g. face_yolov8n, or mediapipe")
+    dl.add_argument("--wheel-dir", help="mediapipe: keep the downloaded wheel here and reuse it (a cache)")
     dl.add_argument("--models-dir", help="models folder (default: MASKMARGIN_MODELS_DIR or ./models)")
 
-    sub.add_parser("models", help="list the models, their AIR ids and whether their files are present")
+    ls = sub.add_parser("models", help="list the models, their AIR ids and whether their files are present")
+    ls.add_argument("--models-dir", help="models folder (default: MASKMARGIN_MODELS_DIR or ./models)")
 
     try:
         args = parser.parse_args(argv)
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "download":
         return _download(args)
-    return _models()
+    return _models(args.models_dir)
 
 
 def _dirs(models_dir: str | None) -> ModelDirs:
@@ -330,6 +334,8 @@ def _download(args: argparse.Namespace) -> int:
     from ..download import download_model
     from ..registry import find_model
 
+    if args.model.strip().lower() == "mediapipe":
+        return _download_mediapipe(args)
     spec = find_model(args.model)
     if spec is None or not spec.needs_file:
         print(
@@ -351,15 +357,28 @@ def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _models() -> int:
-    from ..loader import ModelDirs
+def _download_mediapipe(args: argparse.Namespace) -> int:
+    from ..backends import mediapipe_files
+
+    folder = _dirs(args.models_dir).mediapipe[0]
+    try:
+        mediapipe_files.download(folder, lambda msg: print(msg, file=sys.stderr, flush=True), args.wheel_dir, True)
+    except MaskMarginError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_TASK_FAILED
+    print(folder)
+    return EXIT_OK
+
+
+def _models(models_dir: str | None = None) -> int:
+    from ..backends import mediapipe_files
     from ..registry import MODELS
 
-    dirs = ModelDirs()
+    dirs = _dirs(models_dir)
     for spec in MODELS:
         if spec.needs_file:
             state = "present" if dirs.yolo_file(spec) else f"missing: put {spec.file_name} in {dirs.yolo_dirs(spec)[0]}"
         else:
-            state = "bundled with mediapipe"
+            state = mediapipe_files.status(spec.backend, spec.option, dirs.mediapipe)
         print(f"{spec.name:32} {spec.air or 'extra':14} {spec.masks:48} {state}")
     return EXIT_OK

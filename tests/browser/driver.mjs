@@ -122,10 +122,12 @@ async function main() {
         await closeDialogs(page);
     }
     for (const [name, workflow] of Object.entries(job.workflows)) {
+        const before = result.console.length;
         const loaded = await load(page, name, workflow);
         const box = await fitView(page);
         await page.screenshot({ path: shot(`workflow_${name}`) });
-        result.workflows[name] = { ...loaded, screenshot: shot(`workflow_${name}`), nodesBox: box };
+        const errors = result.console.slice(before).filter((e) => e.type === "error");
+        result.workflows[name] = { ...loaded, errors, screenshot: shot(`workflow_${name}`), nodesBox: box };
         await closeDialogs(page);
     }
 

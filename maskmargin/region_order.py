@@ -1,0 +1,166 @@
+"""Choose and order the regions of each image before Mask Margin Crop: which faces, and in what order.
+
+Mask Margin Crop makes one crop per detection, in the detections' order (regions.py), so the crop order,
+and with it the order of Region Prompts' lines, is the order of the detections. `select_regions` reorders
+and filters each image's detections and removes the mask pixels of every region it drops (the pixels that
+region owned, its fade band included), so a dropped face is neither cropped nor changed by the stitch.
+Parts of the mask that no detection touches become detections of their own (label "mask", score 0), and
+without detections every connected part of the mask is one (label "mask", score 1): everything masked can
+be ordered and chosen the same way.
+
+Order: detection order (as given), left to right, right to left, top to bottom, bottom to top, largest
+first, smallest first, most confident first. Then, in that order: keep by label, by size (the box's larger
+side, in pixels or as a fraction of the image's larger side) and by index (`0,2`, `-1`, `1:3`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .detection import Detection, ImageDetections
+from .errors import InvalidParameter
+from .regions import Region, find_regions
+
+ORDERS = (
+    "detection order",
+    "left to right",
+    "right to left",
+    "top to bottom",
+    "bottom to top",
+    "largest first",
+    "smallest first",
+    "most confident first",
+)
+SIZE_UNITS = ("px", "fraction of image")
+
+
+@dataclass(frozen=True)
+class RegionSelection:
+    """Validated on creation: errors name the parameter."""
+
+    order: str = "detection order"
+    keep_index: str = ""  # "" keeps all; "0,2", "-1", "1:3"
+    keep_labels: str = ""  # "" keeps all; "face, hand" (case-insensitive, a label matches when it starts so)
+    min_size: float = 0.0
+    max_size: float = 0.0  # 0: no upper limit
+    size_unit: str = "px"
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise InvalidParameter(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}", parameter="order")
+        if self.size_unit not in SIZE_UNITS:
+            raise InvalidParameter(
+                f"size_unit must be one of {', '.join(SIZE_UNITS)}, got {self.size_unit!r}", parameter="size_unit"
+            )
+        for name in ("min_size", "max_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise InvalidParameter(f"{name} must be a number >= 0, got {value!r}", parameter=name)
+        parse_indices(self.keep_index, 0)  # raises on a malformed list
+
+
+def parse_indices(text: str, count: int) -> list[int]:
+    """Positions picked by `text` among `count` items, in the order written, each once; "" picks all.
+
+    Items are separated by commas or spaces: `2` (the third), `-1` (the last), `1:3` (the second and
+    third, as Python slices). Indices past the end pick nothing (an image with fewer regions keeps fewer).
+    """
+    text = text.strip()
+    if not text:
+        return list(range(count))
+    picked: list[int] = []
+    for item in text.replace(",", " ").split():
+        try:
+            if ":" in item:
+                parts = [int(p) if p.strip() else None for p in item.split(":")]
+                if len(parts) > 3:
+                    raise ValueError
+                chosen = list(range(count))[slice(*parts)]
+            else:
+                k = int(item)
+                chosen = [k + count if k < 0 else k] if -count <= k < count else []
+        except ValueError:
+            raise InvalidParameter(
+                f"keep_index must be indices separated by commas, such as 0,2 or -1 or 1:3; got {text!r}",
+                parameter="keep_index",
+            ) from None
+        picked += [k for k in chosen if k not in picked]
+    return picked
+
+
+def _labels(text: str) -> list[str]:
+    return [part.strip().lower() for part in text.split(",") if part.strip()]
+
+
+def _sort_key(order: str, det: Detection):
+    x0, y0, x1, y1 = det.box
+    return {
+        "left to right": ((x0 + x1) / 2, (y0 + y1) / 2),
+        "right to left": (-(x0 + x1) / 2, (y0 + y1) / 2),
+        "top to bottom": ((y0 + y1) / 2, (x0 + x1) / 2),
+        "bottom to top": (-(y0 + y1) / 2, (x0 + x1) / 2),
+        "largest first": (-(x1 - x0) * (y1 - y0),),
+        "smallest first": ((x1 - x0) * (y1 - y0),),
+        "most confident first": (-det.score,),
+    }[order]
+
+
+def regions_as_detections(mask: torch.Tensor, found: ImageDetections | None) -> tuple[list[Detection], list[Region]]:
+    """Each region of one [H, W] mask as a detection, with the region itself (same order)."""
+    regions = find_regions(mask, found, 0)
+    dets = []
+    for r in regions:
+        if found is not None and r.detection is not None:
+            det = found.detections[r.detection]
+        else:
+            x0, y0, x1, y1 = r.box
+            det = Detection((float(x0), float(y0), float(x1), float(y1)), 0.0 if found is not None else 1.0, "mask")
+        dets.append(det)
+    return dets, regions
+
+
+def select_regions(
+    masks: torch.Tensor, detections: list[ImageDetections] | None, selection: RegionSelection
+) -> tuple[torch.Tensor, list[ImageDetections]]:
+    """(new [B, H, W] masks, new detections per image): each image's regions ordered and filtered.
+
+    Inputs are not modified; an image with no region left keeps an all-zero mask (it passes through
+    Mask Margin Crop and Inpaint Stitch unchanged).
+    """
+    if masks.ndim != 3:
+        raise InvalidParameter(f"mask must be [batch, height, width], got shape {tuple(masks.shape)}", parameter="mask")
+    b, h, w = masks.shape
+    if detections is not None and len(detections) not in (b, 1):
+        raise InvalidParameter(
+            f"{len(detections)} detection sets for {b} masks: connect the detections made with this mask",
+            parameter="detections",
+        )
+    labels = _labels(selection.keep_labels)
+    scale = max(h, w) if selection.size_unit == "fraction of image" else 1
+    out = torch.zeros_like(masks, dtype=torch.float32)
+    chosen: list[ImageDetections] = []
+    for i in range(b):
+        found = None if detections is None else detections[i if len(detections) == b else 0]
+        dets, regions = regions_as_detections(masks[i], found)
+        pairs = list(zip(dets, regions))
+        if labels:
+            pairs = [p for p in pairs if any(p[0].label.lower().startswith(lab) for lab in labels)]
+        pairs = [
+            p
+            for p in pairs
+            if p[1].size >= selection.min_size * scale
+            and (not selection.max_size or p[1].size <= selection.max_size * scale)
+        ]
+        if selection.order != "detection order":
+            pairs.sort(key=lambda p: _sort_key(selection.order, p[0]))
+        pairs = [pairs[k] for k in parse_indices(selection.keep_index, len(pairs))]
+        keep = np.zeros((h, w), dtype=bool)
+        for _, r in pairs:
+            x0, y0, x1, y1 = r.box
+            keep[y0:y1, x0:x1] |= r.owned
+        out[i] = masks[i].to(torch.float32) * torch.from_numpy(keep).to(masks.device)
+        chosen.append(ImageDetections(w, h, tuple(d for d, _ in pairs), found.model if found is not None else ""))
+    return out, chosen
