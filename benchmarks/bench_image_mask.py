@@ -172,6 +172,31 @@ def bare_mesh_runner():
     return run
 
 
+def have_mediapipe() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("mediapipe") is not None
+
+
+def bare_face_call():
+    """(its name, fn(list of uint8 images)): mediapipe's own graph when installed, else the engine's torch
+    graph alone (Detector.detect_batch on ready arrays), so the ratio is Image Mask's own overhead."""
+    if have_mediapipe():
+        graph = bare_face_graph()
+        return "bare FaceDetection.process", lambda ims: [graph.process(im) for im in ims]
+    det = load_detector("mediapipe_face_full")
+    return "bare torch graph (detect_batch)", lambda ims: det.detect_batch(ims, CONF, MAX_DET)
+
+
+def bare_mesh_call():
+    """(its name, fn(list of uint8 images)) for detect + crop + FaceMesh, chosen as bare_face_call is."""
+    if have_mediapipe():
+        run = bare_mesh_runner()
+        return "bare detect+crop+FaceMesh", lambda ims: [run(im) for im in ims]
+    det = load_detector("eyes_mesh_mediapipe")
+    return "bare torch graphs (detect_batch)", lambda ims: det.detect_batch(ims, CONF, MAX_DET)
+
+
 # ----------------------------------------------------------------------------- (a) overhead
 
 
@@ -215,21 +240,12 @@ def node_call(det, tensor: torch.Tensor):
 
 def overhead_face(names, images, tensor, repeats, do_profile, phase: str = "") -> float:
     det = load_detector("mediapipe_face_full")
-    graph = bare_face_graph()
+    bare_name, bare_call = bare_face_call()
     n = len(images)
-
-    def bare():
-        for im in images:
-            graph.process(im)
-
-    def bare_from_tensor():
-        for im in comfy_uint8(tensor):
-            graph.process(im)
-
     t = interleaved(
         {
-            "bare": bare,
-            "bare_t": bare_from_tensor,
+            "bare": lambda: bare_call(images),
+            "bare_t": lambda: bare_call(comfy_uint8(tensor)),
             "engine": lambda: node_call(det, tensor),
             "core": lambda: image_mask(det, tensor, SETTINGS),
             "backend": lambda: det.detect_batch(images, CONF, MAX_DET),
@@ -245,7 +261,7 @@ def overhead_face(names, images, tensor, repeats, do_profile, phase: str = "") -
         f"\n(a) {phase + ' ' if phase else ''}mediapipe_face_full on {n} x {images[0].shape[1]}x{images[0].shape[0]} "
         f"(faces per image: {dict(zip(names, faces))})"
     )
-    print(f"  bare FaceDetection.process on uint8 arrays        : {bare_ms:7.2f} ms/image")
+    print(f"  {bare_name + ' on uint8 arrays':<50} : {bare_ms:7.2f} ms/image")
     print(f"  bare, from the IMAGE tensor (ComfyUI's np.clip)    : {ms['bare_t']:7.2f} ms/image")
     print(
         f"  Image Mask as the node runs it (thumbnails, p4 b4) : {ms['engine']:7.2f} ms/image   "
@@ -286,7 +302,7 @@ def overhead_face(names, images, tensor, repeats, do_profile, phase: str = "") -
         f"{full['tiles'] / n * 1000 / bare_ms:.3f}x the bare call on uint8 (five detections per image)"
     )
     summary.append(
-        f"face_full detector only / bare mediapipe {ms['backend'] / bare_ms:6.3f}x  "
+        f"face_full detector only / bare call      {ms['backend'] / bare_ms:6.3f}x  "
         f"({ms['backend']:.2f} vs {bare_ms:.2f} ms/image)"
     )
     summary.append(
@@ -309,16 +325,11 @@ def overhead_face(names, images, tensor, repeats, do_profile, phase: str = "") -
 
 def overhead_mesh(names, images, tensor, repeats, face_bare_ms, do_profile, phase: str = "") -> None:
     det = load_detector("eyes_mesh_mediapipe")
-    bare_run = bare_mesh_runner()
+    bare_name, bare_call = bare_mesh_call()
     n = len(images)
-
-    def bare():
-        for im in images:
-            bare_run(im)
-
     t = interleaved(
         {
-            "bare": bare,
+            "bare": lambda: bare_call(images),
             "engine": lambda: node_call(det, tensor),
             "backend": lambda: det.detect_batch(images, CONF, MAX_DET),
         },
@@ -327,12 +338,10 @@ def overhead_mesh(names, images, tensor, repeats, face_bare_ms, do_profile, phas
     bare_ms, eng_ms, back_ms = t["bare"] / n * 1000, t["engine"] / n * 1000, t["backend"] / n * 1000
     ratio = eng_ms / bare_ms
     faces = [len(det.detect(im, CONF, MAX_DET)) for im in images]
-    bare_faces = [len(bare_run(im)) for im in images]
     print(
-        f"\n(a) {phase + ' ' if phase else ''}eyes_mesh_mediapipe (faces masked per image: {dict(zip(names, faces))}; "
-        f"bare mesh found: {sum(bare_faces)})"
+        f"\n(a) {phase + ' ' if phase else ''}eyes_mesh_mediapipe (faces masked per image: {dict(zip(names, faces))})"
     )
-    print(f"  bare detect+crop+FaceMesh  : {bare_ms:7.2f} ms/image")
+    print(f"  {bare_name:<33}: {bare_ms:7.2f} ms/image")
     print(
         f"  Image Mask (thumbnails, p4 b4): {eng_ms:7.2f} ms/image   overhead {ratio:.3f}x vs bare mesh; "
         f"{eng_ms / face_bare_ms:.2f}x the bare face detection alone {min_ratio(t['engine'], t['bare'])}"
@@ -520,22 +529,16 @@ def main(argv: list[str] | None = None) -> int:
     tensor = as_tensor(images)
     print(f"test batch {tuple(tensor.shape)}: {', '.join(names)}")
 
-    import importlib.util
-
-    if importlib.util.find_spec("mediapipe") is not None:
-        det_ms = overhead_face(names, images, tensor, args.repeats, args.profile)
-        overhead_mesh(names, images, tensor, args.repeats, det_ms, args.profile)
-        if args.eval_dir:
-            eval_dir_timing(args.eval_dir, max(3, args.repeats // 2))
-    else:  # mediapipe is no dependency any more: its bare calls are measured by bench_mediapipe.py in a side venv
+    if not have_mediapipe():  # no dependency any more: bench_mediapipe.py compares against it in a side venv
         print(
-            "\n(a) skipped: mediapipe is not installed here (the MediaPipe models run in torch); benchmarks/"
-            "bench_mediapipe.py --mediapipe-python SIDE_VENV/bin/python compares against mediapipe 0.10.21"
+            "\n(a) mediapipe is not installed here: the bare calls are the engine's own torch graphs, so the "
+            "ratios are Image Mask's overhead; benchmarks/bench_mediapipe.py --mediapipe-python SIDE_VENV/bin/python "
+            "compares those graphs with mediapipe 0.10.21"
         )
-        det = load_detector("mediapipe_face_full")
-        start = time.perf_counter()
-        det.detect_batch(images, CONF, MAX_DET)
-        det_ms = (time.perf_counter() - start) / len(images) * 1000
+    det_ms = overhead_face(names, images, tensor, args.repeats, args.profile)
+    overhead_mesh(names, images, tensor, args.repeats, det_ms, args.profile)
+    if args.eval_dir and have_mediapipe():
+        eval_dir_timing(args.eval_dir, max(3, args.repeats // 2))
     mask_cost(args.size, args.repeats, det_ms)
     if not args.no_yolo:
         yolo_overhead(images, tensor, args.repeats, args.profile)
