@@ -7,6 +7,10 @@ the edge pixels (the crop mask is 0 there), so the region never shifts inside th
 are whole multiples of the working size's reduced ratio (e.g. 13:19 for 832x1216), so the zoom is
 the same on both axes, and the working size is a multiple of 8, so a VAE round trip shifts nothing.
 
+A tracked region (a video's detection with a track id, tracking.py) gets a steady window instead: one
+size for the whole track, the largest any of its frames needs (so the zoom never changes), centred on the
+track's smoothed box (so the framing moves only as smoothly as the track does).
+
 All crops come out as one batch for one sampler call; the STITCH value (a `CropResult`) remembers
 where each one goes.
 """
@@ -14,7 +18,7 @@ where each one goes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,6 +40,7 @@ class Crop:
     image: int
     region: Region
     window: Box  # may reach past the image's borders
+    track: int | None = None  # the video track of its detection (Region Prompts' line for it), if any
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,32 @@ def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, se
     plan = []
     for b, regions in enumerate(each(regions_of, range(masks.shape[0]))):
         plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
-    return plan
+    return _steady(plan, detections) if detections is not None else plan
+
+
+def _steady(plan: list[Crop], detections: list[ImageDetections]) -> list[Crop]:
+    """The crops of tracked regions with their track's steady window: the largest size any of its frames
+    needs (every window of one working size has the same aspect, so the widest is also the tallest),
+    centred on the detection's smoothed box, moved only where it would cut the region's own box."""
+    tracked: dict[int, list[int]] = {}
+    for i, c in enumerate(plan):
+        if c.region.detection is not None:
+            track = detections[c.image].detections[c.region.detection].track
+            if track is not None:
+                tracked.setdefault(track, []).append(i)
+    out = list(plan)
+    for track, members in tracked.items():
+        widest = max(members, key=lambda i: plan[i].window[2] - plan[i].window[0])
+        cw, ch = plan[widest].window[2] - plan[widest].window[0], plan[widest].window[3] - plan[widest].window[1]
+        for i in members:
+            c = plan[i]
+            assert c.region.detection is not None
+            x0, y0, x1, y1 = detections[c.image].detections[c.region.detection].box
+            rx0, ry0, rx1, ry1 = c.region.box
+            wx0 = min(max(math.floor((x0 + x1 - cw) / 2 + 0.5), rx1 - cw), rx0)
+            wy0 = min(max(math.floor((y0 + y1 - ch) / 2 + 0.5), ry1 - ch), ry0)
+            out[i] = replace(c, window=(wx0, wy0, wx0 + cw, wy0 + ch), track=track)
+    return out
 
 
 def _merge_overlapping(regions: list[Region], settings: CropSettings) -> list[Region]:
