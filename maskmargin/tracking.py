@@ -202,12 +202,12 @@ def link(found: list[ImageDetections], settings: TrackSettings) -> list[Track]:
                 taken.add(j)
         kept = []
         for i, track in enumerate(live):
-            j = matched.get(i)
-            track.seen.append(j)
-            if j is None:
+            hit = matched.get(i)
+            track.seen.append(hit)
+            if hit is None:
                 track.missed += 1
             else:
-                track.filter.update(_state(dets[j].box))
+                track.filter.update(_state(dets[hit].box))
                 track.hits, track.missed, track.last_hit = track.hits + 1, 0, len(track.seen)
             if track.id is None and track.hits >= settings.min_hits:
                 track.id, next_id = next_id, next_id + 1
