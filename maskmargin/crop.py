@@ -9,7 +9,8 @@ the same on both axes, and the working size is a multiple of 8, so a VAE round t
 
 A tracked region (a video's detection with a track id, tracking.py) gets a steady window instead: one
 size for the whole track, the largest any of its frames needs (so the zoom never changes), centred on the
-track's smoothed box (so the framing moves only as smoothly as the track does).
+track's smoothed box to a fraction of a pixel (`Crop.shift`: whole-pixel windows would add a step of up to
+a pixel, times the zoom, whenever the rounding flips), so the framing moves only as smoothly as the track.
 
 All crops come out as one batch for one sampler call; the STITCH value (a `CropResult`) remembers
 where each one goes.
@@ -28,7 +29,7 @@ from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
 from .regions import Box, Region, find_regions, merge
-from .resample import resize
+from .resample import resize, translate
 from .settings import CropSettings, Progress
 from .workers import each
 
@@ -41,6 +42,15 @@ class Crop:
     region: Region
     window: Box  # may reach past the image's borders
     track: int | None = None  # the video track of its detection (Region Prompts' line for it), if any
+    shift: tuple[float, float] = (0.0, 0.0)  # the window's sub-pixel offset (x, y) past `window`, |each| <= 0.5
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """x's pixels under this crop's window (`window_pixels`), moved by its sub-pixel shift."""
+        if self.shift == (0.0, 0.0):
+            return window_pixels(x, self.window)
+        x0, y0, x1, y1 = self.window
+        wide = window_pixels(x, (x0 - 2, y0 - 2, x1 + 2, y1 + 2))  # the cubic kernel reaches 2 pixels out
+        return translate(wide, *self.shift)[2:-2, 2:-2]
 
 
 @dataclass(frozen=True)
@@ -110,11 +120,21 @@ def _steady(plan: list[Crop], detections: list[ImageDetections]) -> list[Crop]:
             c = plan[i]
             assert c.region.detection is not None
             x0, y0, x1, y1 = detections[c.image].detections[c.region.detection].box
-            rx0, ry0, rx1, ry1 = c.region.box
-            wx0 = min(max(math.floor((x0 + x1 - cw) / 2 + 0.5), rx1 - cw), rx0)
-            wy0 = min(max(math.floor((y0 + y1 - ch) / 2 + 0.5), ry1 - ch), ry0)
-            out[i] = replace(c, window=(wx0, wy0, wx0 + cw, wy0 + ch), track=track)
+            (wx0, dx), (wy0, dy) = (
+                _place((x0 + x1 - cw) / 2, c.region.box[0::2], cw),
+                _place((y0 + y1 - ch) / 2, c.region.box[1::2], ch),
+            )
+            out[i] = replace(c, window=(wx0, wy0, wx0 + cw, wy0 + ch), track=track, shift=(dx, dy))
     return out
+
+
+def _place(start: float, region: tuple[int, int], size: int) -> tuple[int, float]:
+    """(whole-pixel start, sub-pixel shift) of a window of `size` starting at `start`, holding region
+    [r0, r1) whole: moved (shift 0) where it would cut it."""
+    whole = math.floor(start + 0.5)
+    if not region[1] - size <= whole <= region[0]:
+        return min(max(whole, region[1] - size), region[0]), 0.0
+    return whole, start - whole
 
 
 def _merge_overlapping(regions: list[Region], settings: CropSettings) -> list[Region]:
@@ -246,8 +266,10 @@ def mask_margin_crop(
 
     def one(i: int) -> None:  # OpenCV and numpy let go of the GIL: the crops are cut on a few threads
         c = plan[i]
-        resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
+        resize(c.pixels(rgb[c.image]).to(device), settings.height, settings.width, out=crops[i])
         mask = owned_mask(masks[c.image], c).to(device)
+        if c.shift != (0.0, 0.0):
+            mask = translate(mask, *c.shift, smooth=True)
         resize(mask, settings.height, settings.width, out=crop_masks[i], smooth=True)
 
     each(one, range(len(plan)), progress)

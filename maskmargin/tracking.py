@@ -56,7 +56,7 @@ class TrackSettings:
 
     max_missed: int = 8  # frames a confirmed track may go unseen (its box bridged by the smoother)
     min_hits: int = 2  # hits in a row before a new track is confirmed (gets an id)
-    smoothing: float = 6.0  # the smoother's time scale, in frames: larger is steadier, slower to turn
+    smoothing: float = 4.0  # the smoother's time scale, in frames: larger is steadier, slower to turn
 
     def __post_init__(self) -> None:
         for name, low in (("max_missed", 0), ("min_hits", 1)):
@@ -275,6 +275,18 @@ def tracked_detections(found: list[ImageDetections], tracks: list[Track]) -> lis
     return [replace(frame, detections=tuple(dets)) for frame, dets in zip(found, per_frame)]
 
 
+def _drawn(box: Box) -> Box:
+    """The box as its mask was drawn, on whole pixels (those whose centres it holds; see Detection.pixel_box,
+    here not clipped to the frame): moving the mask from there, not from the exact box, keeps that rounding
+    out of the moved mask."""
+    return (
+        float(math.floor(box[0] + 0.5)),
+        float(math.floor(box[1] + 0.5)),
+        float(math.floor(box[2] + 0.5)),
+        float(math.floor(box[3] + 0.5)),
+    )
+
+
 def _paste(out: np.ndarray, values: np.ndarray, origin: tuple[int, int], a: Affine) -> None:
     """`values` (a patch whose top-left pixel is `origin` in the frame) moved by `a` into `out`, combined with
     max; bilinear, pixel centres at i + 0.5 (a whole-pixel shift copies the values exactly)."""
@@ -317,7 +329,7 @@ def steady_masks(
             g = track.first + near
             region = owned[g].get(j)
             if region is not None:  # None: the detection owned no pixel of the mask
-                todo[frame].append((region, g, _affine(found[g].detections[j].box, box)))
+                todo[frame].append((region, g, _affine(_drawn(found[g].detections[j].box), box)))
     out = buffers.zeros(tuple(source.shape), "cpu")
 
     def build(f: int) -> None:

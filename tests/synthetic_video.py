@@ -52,9 +52,11 @@ def paste(frame: np.ndarray, head: np.ndarray, cx: float, cy: float, scale: floa
     frame += moved * cover
 
 
-def video(paths: list[Motion], covered: tuple[int, ...] = (), side: int = SIDE) -> np.ndarray:
+def video(paths: list[Motion], covered: tuple[int, ...] = (), side: int = SIDE, noise: float = 0.0) -> np.ndarray:
     """[T, side, side, 3] uint8: one head per path (the second mirrored, painted over the first); in the
-    `covered` frames a grey card hides the first head."""
+    `covered` frames a grey card hides the first head; `noise`: the sensor noise's spread, in 8-bit levels,
+    new in every frame."""
+    rng = np.random.default_rng(11)
     frames = []
     for t in range(paths[0].frames):
         frame = background(side)
@@ -65,6 +67,8 @@ def video(paths: list[Motion], covered: tuple[int, ...] = (), side: int = SIDE) 
             cx, cy, s = paths[0].at(t)
             hw, hh = HEAD.shape[1] * s / 2 + 4, HEAD.shape[0] * s / 2 + 4
             frame[max(int(cy - hh), 0) : int(cy + hh), max(int(cx - hw), 0) : int(cx + hw)] = 128
+        if noise:
+            frame += rng.normal(0, noise, frame.shape).astype(np.float32)
         frames.append(np.clip(np.rint(frame), 0, 255).astype(np.uint8))
     return np.stack(frames)
 
@@ -72,6 +76,8 @@ def video(paths: list[Motion], covered: tuple[int, ...] = (), side: int = SIDE) 
 # one face drifting right and down, growing from 0.55x to 0.8x, with a covered frame in the middle
 ONE_FACE = Motion(start=(120.0, 170.0), speed=(3.1, 0.7), bend=0.04, scale=(0.55, 0.8), frames=40)
 COVERED = (19,)
+# a face that does not move, for the masks' frame-to-frame overlap (with sensor noise, the only change)
+STILL = Motion(start=(190.0, 180.0), speed=(0.0, 0.0), bend=0.0, scale=(0.7, 0.7), frames=24)
 # two faces crossing: A moving right, B (smaller, mirrored, painted in front) moving left a little lower
 CROSSING = (
     Motion(start=(90.0, 170.0), speed=(5.2, 0.0), bend=0.0, scale=(0.6, 0.6), frames=40),
