@@ -204,3 +204,26 @@ def test_inputs_are_not_modified(one_face):
     masks = found.masks.clone()
     track_video(found.masks, found.detections, TrackSettings())
     assert torch.equal(masks, found.masks)
+
+
+def test_select_regions_and_region_prompts_follow_tracks(crossing):
+    """Per frame, "largest first, keep 0" picks whichever face is seen, so where the larger face is hidden the
+    smaller one takes its crop and its prompt; tracked, the choice is made once per track for the clip."""
+    from maskmargin.region_order import RegionSelection, select_regions
+    from maskmargin.region_prompts import assign_prompts
+
+    images, found, tracked = crossing
+    largest = RegionSelection(order="largest first", keep_index="0")
+    _, per_frame = select_regions(found.masks, found.detections, largest)
+    masks, chosen = select_regions(tracked.masks, tracked.detections, largest)
+    big = max(tracked.tracks, key=lambda t: np.mean([b[2] - b[0] for b in t.boxes]))
+    assert all(len(frame.detections) == 1 and frame.detections[0].track == 0 for frame in chosen), "renumbered 0"
+    for f, frame in enumerate(chosen):
+        assert np.allclose(frame.detections[0].box, big.boxes[f]), f"frame {f}: the same face, the larger one"
+    hidden = [f for f, frame in enumerate(found.detections) if len(frame.detections) < 2]
+    widths = [per_frame[f].detections[0].box[2] - per_frame[f].detections[0].box[0] for f in hidden]
+    assert max(widths) < min(b[2] - b[0] for b in big.boxes), "per frame, the smaller face took its place"
+    plan = mask_margin_crop(images, tracked.masks, CROP, tracked.detections).plan
+    prompts = assign_prompts("a woman\nan astronaut", [c.region.label for c in plan], "", [c.track for c in plan])
+    by_track = {(c.track, p.text) for c, p in zip(plan, prompts)}
+    assert by_track == {(0, "a woman"), (1, "an astronaut")} and len(plan) == 2 * CROSSING[0].frames
