@@ -18,9 +18,8 @@ import numpy as np
 from .backends.base import Detector
 from .detection import ImageDetections
 from .errors import InvalidParameter, MaskMarginError
-from .images import encode_mask, to_data_uri
-from .masks import build_mask
-from .pipeline import detect_arrays
+from .images import to_data_uri
+from .pipeline import detect_arrays, encoded_mask
 from .settings import MaskSettings
 from .task_fields import IMAGE_MASKING, IMAGE_UPLOAD, TASK_UUID, read_task, shown
 from .task_fields import OUTPUT_FORMATS as OUTPUT_FORMATS  # re-exported: the fronts' choices
@@ -153,9 +152,7 @@ def run_masking(task: MaskingTask, context: TaskContext) -> dict[str, Any]:
 def masking_result(
     task: MaskingTask, image_uuid: str, found: ImageDetections, context: TaskContext, cost: float | None = None
 ) -> dict:
-    s = task.settings
-    mask = build_mask(found, s.mask_padding, s.mask_blur)
-    data = encode_mask(mask, task.output_format, task.output_quality)
+    data = encoded_mask(found, task.settings, task.output_format, task.output_quality)
     mask_uuid = str(uuid.uuid4())
     result: dict[str, Any] = {
         "taskType": "imageMasking",

@@ -34,6 +34,14 @@ class ModelDirs:
     segm: tuple[Path, ...] = field(default_factory=lambda: (default_models_root() / "ultralytics" / "segm",))
     mediapipe: tuple[Path, ...] = field(default_factory=lambda: (default_models_root() / "mediapipe",))
 
+    @classmethod
+    def under(cls, root: str | Path | None) -> ModelDirs:
+        """The folders under one models root (`--models-dir`): ultralytics/bbox, ultralytics/segm, mediapipe."""
+        if not root:
+            return cls()
+        root = Path(root)
+        return cls((root / "ultralytics" / "bbox",), (root / "ultralytics" / "segm",), (root / "mediapipe",))
+
     def yolo_dirs(self, spec: ModelSpec) -> tuple[Path, ...]:
         return self.segm if spec.subfolder == "segm" else self.bbox
 

@@ -14,7 +14,7 @@ import torch
 from . import buffers
 from .backends.base import Detector
 from .detection import ImageDetections
-from .images import check_image_batch, rgb_tensor, to_uint8_rgb
+from .images import check_image_batch, encode_mask, rgb_tensor, to_uint8_rgb
 from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .settings import MaskSettings, Progress
@@ -40,6 +40,11 @@ def detect_arrays(
     return [
         ImageDetections(img.shape[1], img.shape[0], tuple(dets), detector.name) for img, dets in zip(images, per_image)
     ]
+
+
+def encoded_mask(found: ImageDetections, settings: MaskSettings, fmt: str = "PNG", quality: int = 95) -> bytes:
+    """One image's mask, built from its detections and encoded: the API's tasks and the batch runner alike."""
+    return encode_mask(build_mask(found, settings.mask_padding, settings.mask_blur), fmt, quality)
 
 
 @dataclass(frozen=True)

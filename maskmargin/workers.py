@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
@@ -36,12 +36,13 @@ def worker_count() -> int:
 
 
 @contextmanager
-def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
+def in_order(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[Iterator[R]]:
     """`fn(item)` for every item on worker threads, yielded in the items' order.
 
     At most twice as many items as workers are under way or waiting, so large results do not pile
     up. The workers run under the caller's grad and inference modes (thread-local in torch; ComfyUI
-    runs nodes in inference mode). Leaving the block early, by an exception of `fn` or of the caller's
+    runs nodes in inference mode). `workers`: how many threads (default: `worker_count()`).
+    Leaving the block early, by an exception of `fn` or of the caller's
     loop (an interrupted run), cancels the items not yet started; those under way finish.
     """
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
@@ -50,7 +51,9 @@ def in_order(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[Iterator[R]]:
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return fn(item)
 
-    workers = min(len(items), worker_count())
+    workers = workers or worker_count()
+    if isinstance(items, Sized):  # an iterable of unknown length (frames of a video) is read as it goes
+        workers = min(len(items), workers)
     if workers <= 1:
         yield (call(item) for item in items)
         return

@@ -9,6 +9,7 @@ The server runs with ``--base-directory`` pointing at a fresh temporary folder::
 
     <base>/custom_nodes/MaskMargin -> this repository (symlink)
     <base>/models/ultralytics/bbox, <base>/models/ultralytics/segm
+    <base>/models/mediapipe -> this repository's models/mediapipe (symlink; `make mediapipe-files` fills it)
     <base>/input, <base>/output, <base>/temp, <base>/user (its sqlite database too)
     <base>/comfyui.log                     stdout and stderr of the server
 
@@ -279,6 +280,11 @@ class ComfyServer:
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.pack_link.is_symlink():
             self.pack_link.symlink_to(self.pack_dir, target_is_directory=True)
+        # MediaPipe's .tflite files where a user's install.py puts them (ComfyUI's models/mediapipe)
+        mediapipe = self.pack_dir / "models" / "mediapipe"
+        link = self.models_dir / "mediapipe"
+        if mediapipe.is_dir() and not link.exists():
+            link.symlink_to(mediapipe, target_is_directory=True)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 

@@ -39,7 +39,10 @@ def test_workers_give_what_one_thread_gives(monkeypatch, model):
     assert one.to_api() == four.to_api()
     for i, found in enumerate(four.detections):  # each image's own detections, in image order
         alone = det.detect(to_uint8_rgb(images[i : i + 1])[0], 0.25, 6)
-        assert [d.box for d in found.detections] == [d.box for d in alone] and alone
+        # one image alone runs a batch of one: float sums in another order, so boxes agree to 1e-3 px
+        assert alone and len(found.detections) == len(alone)
+        for d, a in zip(found.detections, alone):
+            assert d.box == pytest.approx(a.box, abs=1e-3)
 
 
 def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch):

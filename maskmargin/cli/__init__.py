@@ -1,4 +1,4 @@
-"""Command line: `python -m maskmargin run TASKS.json [--remote]`, `serve`, `demo`, `download`, `models`."""
+"""Command line: `python -m maskmargin run TASKS.json [--remote]`, `batch`, `serve`, `demo`, `download`, `models`."""
 
 from __future__ import annotations
 
@@ -89,6 +89,33 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
     srv.add_argument("--device", help="torch device for YOLO models (default: cuda when available)")
 
+    bat = sub.add_parser(
+        "batch",
+        help="a PNG mask per image of a folder, glob, manifest (.txt/.jsonl of paths or URLs) or video, "
+        "and detections.jsonl; resumable; --ray runs it on a Ray cluster",
+    )
+    bat.add_argument("input", help="a folder (recursive), a glob, a .txt/.jsonl manifest, an image or a video")
+    bat.add_argument("output", help="folder for the masks (same relative paths, .png) and detections.jsonl")
+    bat.add_argument("--model", required=True, help="a model name or AIR id (see `models`)")
+    # the API's knobs; left out, the API's defaults (confidence 0.25, maxDetections 6, maskPadding 4, maskBlur 4)
+    bat.add_argument("--confidence", type=float, help="keep detections scoring at least this (0..1)")
+    bat.add_argument("--max-detections", type=int, help="keep at most this many per image (1..20)")
+    bat.add_argument("--mask-padding", type=int, help="grow (or, negative, shrink) each mask by this many pixels")
+    bat.add_argument("--mask-blur", type=int, help="fade-out band outside each mask, in pixels")
+    bat.add_argument("--tiles", action="store_true", help="also search overlapping tiles of each image (as run)")
+    bat.add_argument("--workers", type=int, default=2, help="worker threads, or Ray actors with --ray (default: 2)")
+    bat.add_argument("--batch-size", type=int, default=8, help="images per call of the masker (default: 8)")
+    bat.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run as a Ray Data pipeline: on a new local Ray (no ADDRESS) or a cluster (auto, ray://HEAD:10001)",
+    )
+    bat.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bat.add_argument("--models-dir", help="folder with ultralytics/bbox, ultralytics/segm, mediapipe subfolders")
+    bat.add_argument("--device", help="torch device (default: cuda when available)")
+
     demo = sub.add_parser("demo", help="face and eye masks of a public-domain photo, written to a folder")
     demo.add_argument("--output-dir", default="output")
 
@@ -110,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "batch":
+        return _batch(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -124,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dirs(models_dir: str | None) -> ModelDirs:
     from ..loader import ModelDirs
 
-    if not models_dir:
-        return ModelDirs()
-    root = Path(models_dir)
-    return ModelDirs((root / "ultralytics" / "bbox",), (root / "ultralytics" / "segm",), (root / "mediapipe",))
+    return ModelDirs.under(models_dir)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -189,6 +215,44 @@ def _run_stream(args: argparse.Namespace, source: IO[str], name: str) -> int:
         context.close()
     writer.close()
     return EXIT_TASK_FAILED if writer.errors else EXIT_OK
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from ..settings import MaskSettings
+    from .batch import BatchInputError, run_batch
+
+    if args.workers < 1 or args.batch_size < 1:
+        print("error: --workers and --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        knobs = {
+            "confidence": args.confidence,
+            "max_detections": args.max_detections,
+            "mask_padding": args.mask_padding,
+            "mask_blur": args.mask_blur,
+        }
+        settings = MaskSettings(**{k: v for k, v in knobs.items() if v is not None}, search_tiles=args.tiles)
+        done, skipped, errors = run_batch(
+            args.input,
+            Path(args.output),
+            args.model,
+            settings,
+            models_dir=args.models_dir,
+            device=args.device,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            ray_address=args.ray or None,
+            use_ray=args.ray is not None,
+            progress=not args.no_progress,
+        )
+    except BatchInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MaskMarginError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{done} images run, {skipped} already done, {errors} errors (see detections.jsonl)", file=sys.stderr)
+    return EXIT_TASK_FAILED if errors else EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -212,12 +212,30 @@ class TFLiteModule(nn.Module):
         return self._shapes[index]
 
     def _op_conv_2d(self, op: Operator) -> Step:
+        weight = self._const[op.inputs[1]].astype(np.float32)  # [O, kh, kw, I]
+        return self._convolution(op, weight, weight.transpose(0, 3, 1, 2), act_field=3, dilation_field=4, groups=1)
+
+    def _op_depthwise_conv_2d(self, op: Operator) -> Step:
+        weight = self._const[op.inputs[1]].astype(np.float32)  # [1, kh, kw, C*m]
+        channels = self.shape(op.inputs[0])[3]
+        w = weight[0].transpose(2, 0, 1)[:, None]
+        return self._convolution(op, weight, w, act_field=4, dilation_field=5, groups=channels)
+
+    def _convolution(
+        self,
+        op: Operator,
+        weight: np.ndarray,
+        torch_weight: np.ndarray,
+        act_field: int,
+        dilation_field: int,
+        groups: int,
+    ) -> Step:
+        """CONV_2D and DEPTHWISE_CONV_2D: the same options but for where activation and dilation sit."""
         o = op.options
         stride_w, stride_h = int(_opt(o, 1, "i", 1)), int(_opt(o, 2, "i", 1))
-        dil_w, dil_h = int(_opt(o, 4, "i", 1)), int(_opt(o, 5, "i", 1))
-        act = _activation(int(_opt(o, 3, "b")))
-        weight = self._const[op.inputs[1]].astype(np.float32)  # [O, kh, kw, I]
-        w = self._buffer(weight.transpose(0, 3, 1, 2))
+        dil_w, dil_h = int(_opt(o, dilation_field, "i", 1)), int(_opt(o, dilation_field + 1, "i", 1))
+        act = _activation(int(_opt(o, act_field, "b")))
+        w = self._buffer(torch_weight)
         b = (
             self._buffer(self._const[op.inputs[2]].astype(np.float32))
             if len(op.inputs) > 2 and op.inputs[2] >= 0
@@ -233,7 +251,7 @@ class TFLiteModule(nn.Module):
             x = env[src]
             if pad[1] is not None:
                 x = F.pad(x, pad[1])
-            y = F.conv2d(x, self.buf(w), None if b is None else self.buf(b), stride, pad[0], dilation)
+            y = F.conv2d(x, self.buf(w), None if b is None else self.buf(b), stride, pad[0], dilation, groups)
             env[dst] = act(y) if act else y
 
         return step
@@ -248,34 +266,6 @@ class TFLiteModule(nn.Module):
         if top == bottom and left == right:
             return (top, left), None
         return (0, 0), (left, right, top, bottom)
-
-    def _op_depthwise_conv_2d(self, op: Operator) -> Step:
-        o = op.options
-        stride_w, stride_h = int(_opt(o, 1, "i", 1)), int(_opt(o, 2, "i", 1))
-        act = _activation(int(_opt(o, 4, "b")))
-        dil_w, dil_h = int(_opt(o, 5, "i", 1)), int(_opt(o, 6, "i", 1))
-        weight = self._const[op.inputs[1]].astype(np.float32)  # [1, kh, kw, C*m]
-        channels = self.shape(op.inputs[0])[3]
-        w = self._buffer(weight[0].transpose(2, 0, 1)[:, None])
-        b = (
-            self._buffer(self._const[op.inputs[2]].astype(np.float32))
-            if len(op.inputs) > 2 and op.inputs[2] >= 0
-            else None
-        )
-        pad = self._padding(
-            op, int(_opt(o, 0, "b")), weight.shape[1], weight.shape[2], stride_h, stride_w, dil_h, dil_w
-        )
-        (src, pad), dst = self._conv_input(op, pad), op.outputs[0]
-        stride, dilation = (stride_h, stride_w), (dil_h, dil_w)
-
-        def step(env: list) -> None:
-            x = env[src]
-            if pad[1] is not None:
-                x = F.pad(x, pad[1])
-            y = F.conv2d(x, self.buf(w), None if b is None else self.buf(b), stride, pad[0], dilation, channels)
-            env[dst] = act(y) if act else y
-
-        return step
 
     def _binary(self, op: Operator, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], act_field: int) -> Step:
         rank = self.rank(op.outputs[0])
