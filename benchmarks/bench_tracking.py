@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +33,14 @@ from maskmargin.pipeline import image_mask  # noqa: E402
 from maskmargin.settings import CropSettings, MaskSettings  # noqa: E402
 from maskmargin.tracking import TrackSettings, link, steady_masks, tracked_detections  # noqa: E402
 
+T = TypeVar("T")
 
-def seconds(fn: Callable[[], object]) -> float:
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """(fn's result, the seconds it took)."""
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    out = fn()
+    return out, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     found = image_mask(detector, images, settings)  # warm-up, and the input tracking works on
     times: dict[str, list[float]] = {"detect": [], "link": [], "masks": [], "plan": [], "plan_tracked": []}
     for _ in range(args.repeats):
-        times["detect"].append(seconds(lambda: image_mask(detector, images, settings)))
-        tracks: list = []
-        times["link"].append(seconds(lambda: tracks.extend(link(found.detections, track))))
-        tracked = tracked_detections(found.detections, tracks)
-        moved: list = []
-        times["masks"].append(seconds(lambda: moved.append(steady_masks(found.masks, found.detections, tracks))))
-        times["plan"].append(seconds(lambda: plan_crops(found.masks, found.detections, crop)))
-        times["plan_tracked"].append(seconds(lambda: plan_crops(moved[0], tracked, crop)))
+        times["detect"].append(timed(lambda: image_mask(detector, images, settings))[1])
+        tracks, took = timed(lambda: link(found.detections, track))
+        tracked, more = timed(lambda: tracked_detections(found.detections, tracks))  # noqa: B023 (called here)
+        times["link"].append(took + more)
+        moved, took = timed(lambda: steady_masks(found.masks, found.detections, tracks))  # noqa: B023
+        times["masks"].append(took)
+        times["plan"].append(timed(lambda: plan_crops(found.masks, found.detections, crop))[1])
+        times["plan_tracked"].append(timed(lambda: plan_crops(moved, tracked, crop))[1])  # noqa: B023
     per_frame = {k: statistics.median(v) / args.frames * 1000 for k, v in times.items()}
     detect = per_frame["detect"]
     print(f"{args.frames} frames of {args.side}x{args.side}, one face, medians of {args.repeats} (ms per frame)")
