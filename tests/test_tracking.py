@@ -227,3 +227,9 @@ def test_select_regions_and_region_prompts_follow_tracks(crossing):
     prompts = assign_prompts("a woman\nan astronaut", [c.region.label for c in plan], "", [c.track for c in plan])
     by_track = {(c.track, p.text) for c, p in zip(plan, prompts)}
     assert by_track == {(0, "a woman"), (1, "an astronaut")} and len(plan) == 2 * CROSSING[0].frames
+
+
+def test_moved_masks_keep_no_value_below_one_8_bit_level(one_face):
+    _, _, tracked = one_face
+    on = tracked.masks[tracked.masks > 0]
+    assert on.min() >= 1 / 255, "an 8-bit view of the mask (a saved PNG) shows every pixel the stitch may change"
