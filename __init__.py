@@ -16,6 +16,7 @@ else:
     from .nodes.region_prompts import NODES as REGION_PROMPT_NODES
     from .nodes.region_select import NODES as REGION_SELECT_NODES
     from .nodes.segs import NODES as SEGS_NODES
+    from .nodes.track import NODES as TRACK_NODES
 
     remote.register_routes()  # POST /maskmargin/api_key: the remote key, kept server-side
     model_info.register_routes()  # GET /maskmargin/models: the model picker's groups and files
@@ -24,7 +25,14 @@ else:
 
     class MaskMarginExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:
-            return [*IMAGE_MASK_NODES, *REGION_SELECT_NODES, *CROP_STITCH_NODES, *REGION_PROMPT_NODES, *SEGS_NODES]
+            return [
+                *IMAGE_MASK_NODES,
+                *TRACK_NODES,
+                *REGION_SELECT_NODES,
+                *CROP_STITCH_NODES,
+                *REGION_PROMPT_NODES,
+                *SEGS_NODES,
+            ]
 
     async def comfy_entrypoint() -> MaskMarginExtension:
         return MaskMarginExtension()

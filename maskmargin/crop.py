@@ -7,6 +7,11 @@ the edge pixels (the crop mask is 0 there), so the region never shifts inside th
 are whole multiples of the working size's reduced ratio (e.g. 13:19 for 832x1216), so the zoom is
 the same on both axes, and the working size is a multiple of 8, so a VAE round trip shifts nothing.
 
+A tracked region (a video's detection with a track id, tracking.py) gets a steady window instead: one
+size for the whole track, the largest any of its frames needs (so the zoom never changes), centred on the
+track's smoothed box to a fraction of a pixel (`Crop.shift`: whole-pixel windows would add a step of up to
+a pixel, times the zoom, whenever the rounding flips), so the framing moves only as smoothly as the track.
+
 All crops come out as one batch for one sampler call; the STITCH value (a `CropResult`) remembers
 where each one goes.
 """
@@ -14,7 +19,7 @@ where each one goes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,7 +29,7 @@ from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
 from .regions import Box, Region, find_regions, merge
-from .resample import resize
+from .resample import resize, translate
 from .settings import CropSettings, Progress
 from .workers import each
 
@@ -36,6 +41,16 @@ class Crop:
     image: int
     region: Region
     window: Box  # may reach past the image's borders
+    track: int | None = None  # the video track of its detection (Region Prompts' line for it), if any
+    shift: tuple[float, float] = (0.0, 0.0)  # the window's sub-pixel offset (x, y) past `window`, |each| <= 0.5
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """x's pixels under this crop's window (`window_pixels`), moved by its sub-pixel shift."""
+        if self.shift == (0.0, 0.0):
+            return window_pixels(x, self.window)
+        x0, y0, x1, y1 = self.window
+        wide = window_pixels(x, (x0 - 2, y0 - 2, x1 + 2, y1 + 2))  # the cubic kernel reaches 2 pixels out
+        return translate(wide, *self.shift)[2:-2, 2:-2]
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,42 @@ def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, se
     plan = []
     for b, regions in enumerate(each(regions_of, range(masks.shape[0]))):
         plan += [Crop(b, r, crop_window(r.box, settings.margin, settings.width, settings.height)) for r in regions]
-    return plan
+    return _steady(plan, detections) if detections is not None else plan
+
+
+def _steady(plan: list[Crop], detections: list[ImageDetections]) -> list[Crop]:
+    """The crops of tracked regions with their track's steady window: the largest size any of its frames
+    needs (every window of one working size has the same aspect, so the widest is also the tallest),
+    centred on the detection's smoothed box, moved only where it would cut the region's own box."""
+    tracked: dict[int, list[int]] = {}
+    for i, c in enumerate(plan):
+        if c.region.detection is not None:
+            track = detections[c.image].detections[c.region.detection].track
+            if track is not None:
+                tracked.setdefault(track, []).append(i)
+    out = list(plan)
+    for track, members in tracked.items():
+        widest = max(members, key=lambda i: plan[i].window[2] - plan[i].window[0])
+        cw, ch = plan[widest].window[2] - plan[widest].window[0], plan[widest].window[3] - plan[widest].window[1]
+        for i in members:
+            c = plan[i]
+            assert c.region.detection is not None
+            x0, y0, x1, y1 = detections[c.image].detections[c.region.detection].box
+            (wx0, dx), (wy0, dy) = (
+                _place((x0 + x1 - cw) / 2, c.region.box[0::2], cw),
+                _place((y0 + y1 - ch) / 2, c.region.box[1::2], ch),
+            )
+            out[i] = replace(c, window=(wx0, wy0, wx0 + cw, wy0 + ch), track=track, shift=(dx, dy))
+    return out
+
+
+def _place(start: float, region: tuple[int, int], size: int) -> tuple[int, float]:
+    """(whole-pixel start, sub-pixel shift) of a window of `size` starting at `start`, holding region
+    [r0, r1) whole: moved (shift 0) where it would cut it."""
+    whole = math.floor(start + 0.5)
+    if not region[1] - size <= whole <= region[0]:
+        return min(max(whole, region[1] - size), region[0]), 0.0
+    return whole, start - whole
 
 
 def _merge_overlapping(regions: list[Region], settings: CropSettings) -> list[Region]:
@@ -216,8 +266,10 @@ def mask_margin_crop(
 
     def one(i: int) -> None:  # OpenCV and numpy let go of the GIL: the crops are cut on a few threads
         c = plan[i]
-        resize(window_pixels(rgb[c.image], c.window).to(device), settings.height, settings.width, out=crops[i])
+        resize(c.pixels(rgb[c.image]).to(device), settings.height, settings.width, out=crops[i])
         mask = owned_mask(masks[c.image], c).to(device)
+        if c.shift != (0.0, 0.0):
+            mask = translate(mask, *c.shift, smooth=True)
         resize(mask, settings.height, settings.width, out=crop_masks[i], smooth=True)
 
     each(one, range(len(plan)), progress)

@@ -28,6 +28,8 @@ class Detection:
     # the box of the object this detection is a part of (the face of a lips region), None for a whole
     # object: two detections of one part are told apart by their objects, whose boxes are far larger
     part_of: tuple[float, float, float, float] | None = None
+    # the id of the video track this detection belongs to (tracking.py), None for a frame seen alone
+    track: int | None = None
 
     def pixel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """The box as whole pixels clipped to the image: pixels whose centres lie inside the box."""
@@ -76,9 +78,12 @@ class Detection:
         return out
 
     def to_api(self) -> dict[str, int]:
-        """The API's detection object: integer pixel box."""
+        """The API's detection object: integer pixel box, and `track_id` for a tracked one (video)."""
         x0, y0, x1, y1 = self.box
-        return {"x_min": int(round(x0)), "y_min": int(round(y0)), "x_max": int(round(x1)), "y_max": int(round(y1))}
+        out = {"x_min": int(round(x0)), "y_min": int(round(y0)), "x_max": int(round(x1)), "y_max": int(round(y1))}
+        if self.track is not None:
+            out["track_id"] = self.track
+        return out
 
 
 @dataclass(frozen=True)

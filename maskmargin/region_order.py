@@ -11,11 +11,16 @@ be ordered and chosen the same way.
 Order: detection order (as given), left to right, right to left, top to bottom, bottom to top, largest
 first, smallest first, most confident first. Then, in that order: keep by label, by size (the box's larger
 side, in pixels or as a fraction of the image's larger side) and by index (`0,2`, `-1`, `1:3`).
+
+A tracked video (detections with track ids, tracking.py) is chosen track by track, once for the batch, so a
+frame never swaps faces: each track stands as its mean box and score and its largest size, the tracks are
+ordered and kept as above, and the kept ones are numbered again 0, 1, ... in that order (the ids Region
+Prompts' lines follow). Regions without a track there are kept only when no index is asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -108,6 +113,47 @@ def _sort_key(order: str, det: Detection):
     }[order]
 
 
+def _pick(items: list[tuple[Detection, int]], selection: RegionSelection, labels: list[str], scale: int) -> list[int]:
+    """The positions of the (detection, size) items kept by label and size, ordered, then picked by index."""
+    kept = [
+        k
+        for k, (det, size) in enumerate(items)
+        if (not labels or any(det.label.lower().startswith(lab) for lab in labels))
+        and size >= selection.min_size * scale
+        and (not selection.max_size or size <= selection.max_size * scale)
+    ]
+    if selection.order != "detection order":
+        kept.sort(key=lambda k: _sort_key(selection.order, items[k][0]))
+    return [kept[k] for k in parse_indices(selection.keep_index, len(kept))]
+
+
+def _track_ranks(
+    per_image: list[list[tuple[Detection, Region]]], selection: RegionSelection, labels: list[str], scale: int
+) -> dict[int, int] | None:
+    """{track id: its new number} of the tracks kept, chosen once for the batch; None when nothing is tracked."""
+    seen: dict[int, list[tuple[Detection, Region]]] = {}
+    for pairs in per_image:
+        for det, region in pairs:
+            if det.track is not None:
+                seen.setdefault(det.track, []).append((det, region))
+    if not seen:
+        return None
+    ids = sorted(seen)  # detection order for tracks: by id, the order they were confirmed in
+    standing = []
+    for track in ids:
+        boxes = np.array([d.box for d, _ in seen[track]])
+        mean = tuple(float(v) for v in boxes.mean(axis=0))
+        score = float(np.mean([d.score for d, _ in seen[track]]))
+        first = seen[track][0][0]
+        standing.append(
+            (
+                Detection((mean[0], mean[1], mean[2], mean[3]), score, first.label, track=track),
+                max(r.size for _, r in seen[track]),
+            )
+        )
+    return {ids[k]: rank for rank, k in enumerate(_pick(standing, selection, labels, scale))}
+
+
 def regions_as_detections(mask: torch.Tensor, found: ImageDetections | None) -> tuple[list[Detection], list[Region]]:
     """Each region of one [H, W] mask as a detection, with the region itself (same order)."""
     regions = find_regions(mask, found, 0)
@@ -140,27 +186,25 @@ def select_regions(
         )
     labels = _labels(selection.keep_labels)
     scale = max(h, w) if selection.size_unit == "fraction of image" else 1
+    founds = [None if detections is None else detections[i if len(detections) == b else 0] for i in range(b)]
+    per_image = [list(zip(*regions_as_detections(masks[i], founds[i]))) for i in range(b)]
+    ranks = _track_ranks(per_image, selection, labels, scale)
     out = torch.zeros_like(masks, dtype=torch.float32)
     chosen: list[ImageDetections] = []
-    for i in range(b):
-        found = None if detections is None else detections[i if len(detections) == b else 0]
-        dets, regions = regions_as_detections(masks[i], found)
-        pairs = list(zip(dets, regions))
-        if labels:
-            pairs = [p for p in pairs if any(p[0].label.lower().startswith(lab) for lab in labels)]
-        pairs = [
-            p
-            for p in pairs
-            if p[1].size >= selection.min_size * scale
-            and (not selection.max_size or p[1].size <= selection.max_size * scale)
-        ]
-        if selection.order != "detection order":
-            pairs.sort(key=lambda p: _sort_key(selection.order, p[0]))
-        pairs = [pairs[k] for k in parse_indices(selection.keep_index, len(pairs))]
+    for i, pairs in enumerate(per_image):
+        if ranks is None:
+            pairs = [pairs[k] for k in _pick([(d, r.size) for d, r in pairs], selection, labels, scale)]
+        else:
+            numbered = [(ranks[t], d, r) for d, r in pairs if (t := d.track) is not None and t in ranks]
+            numbered.sort(key=lambda n: n[0])
+            alone = [p for p in pairs if p[0].track is None] if not selection.keep_index.strip() else []
+            alone = [alone[k] for k in _pick([(d, r.size) for d, r in alone], selection, labels, scale)]
+            pairs = [(replace(d, track=rank), r) for rank, d, r in numbered] + alone
         keep = np.zeros((h, w), dtype=bool)
         for _, r in pairs:
             x0, y0, x1, y1 = r.box
             keep[y0:y1, x0:x1] |= r.owned
         out[i] = masks[i].to(torch.float32) * torch.from_numpy(keep).to(masks.device)
+        found = founds[i]
         chosen.append(ImageDetections(w, h, tuple(d for d, _ in pairs), found.model if found is not None else ""))
     return out, chosen

@@ -14,6 +14,9 @@ The text, one line per region in crop order (Mask Margin Crop's order, see regio
 
 Regions without a line of their own or a label rule get the default (`-` as the default leaves them all
 untouched).
+
+A video's tracked crops (tracking.py) read their track's line instead: line 1 prompts track 0 in every
+frame, so one person keeps one prompt however the frame's regions are ordered.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ def _label_rule(line: str, labels: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def assign_prompts(text: str, labels: list[str], default: str = "") -> list[RegionPrompt]:
-    """The prompt of each of len(labels) regions (their detection labels in crop order)."""
+def assign_prompts(
+    text: str, labels: list[str], default: str = "", lines: list[int | None] | None = None
+) -> list[RegionPrompt]:
+    """The prompt of each of len(labels) regions (their detection labels in crop order); `lines[i]`, when
+    given, is the line (from 0) region i reads, None for none of its own (default: its crop index)."""
+    lines = lines if lines is not None else list(range(len(labels)))
     lowered = {label.lower() for label in labels if label}
     positional: list[str] = []
     rules: list[tuple[str, str]] = []
@@ -59,9 +66,9 @@ def assign_prompts(text: str, labels: list[str], default: str = "") -> list[Regi
         positional.pop()
     default = default.strip()
     out = []
-    for i, label in enumerate(labels):
-        if i < len(positional) and positional[i]:
-            chosen, source = positional[i], f"line {i + 1}"
+    for i, (label, own) in enumerate(zip(labels, lines)):
+        if own is not None and own < len(positional) and positional[own]:
+            chosen, source = positional[own], f"line {own + 1}"
         else:
             match = next(((n, t) for n, t in rules if label.lower().startswith(n)), None)
             chosen, source = (match[1], f"label {match[0]}") if match else (default, "default")

@@ -21,7 +21,7 @@ from .buffers import copy_of
 from .crop import CropResult
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
-from .resample import resize
+from .resample import resize, translate
 from .settings import Progress
 from .workers import each, in_order
 
@@ -46,8 +46,11 @@ def inpaint_stitch(stitch: CropResult, inpainted: torch.Tensor, progress: Progre
     kernel = blend_kernel(out, stitch.masks)
 
     def scaled_back(i: int) -> torch.Tensor:  # the costly part, on worker threads
-        x0, y0, x1, y1 = stitch.plan[i].window
-        return resize(inpainted[i].to(source.device), y1 - y0, x1 - x0)
+        c = stitch.plan[i]
+        x0, y0, x1, y1 = c.window
+        back = resize(inpainted[i].to(source.device), y1 - y0, x1 - x0)
+        # a steady window sits a fraction of a pixel past `window`: its pixels move back by as much
+        return back if c.shift == (0.0, 0.0) else translate(back, -c.shift[0], -c.shift[1])
 
     if kernel is blend_numpy:  # disjoint pixels, no shared state: each crop blended where it was scaled back
         kept = [i for i in range(len(stitch.plan)) if i not in stitch.skipped]  # `-` regions keep their pixels

@@ -147,7 +147,9 @@ class MaskMarginCrop(io.ComfyNode):
             to_uint8_rgb(crops), crop_masks, [ImageDetections(width, height, ())] * len(crops), CROP_PREVIEW_SIDE
         )
         # number each crop (its index in the batch, the line of Region Prompts that prompts it) and its label
-        draw_numbers(shown, [f"{i} {c.region.label}".strip() for i, c in enumerate(result.plan)])
+        # (a tracked video's crops: their track, `t0`, as Region Prompts reads one line per track)
+        names = [f"t{c.track}" if c.track is not None else str(i) for i, c in enumerate(result.plan)]
+        draw_numbers(shown, [f"{name} {c.region.label}".strip() for name, c in zip(names, result.plan)])
         return io.NodeOutput(crops, crop_masks, result, ui=comfy_env.show_images(shown))
 
 

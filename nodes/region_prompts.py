@@ -57,8 +57,9 @@ class RegionPrompts(io.ComfyNode):
             description="One prompt per region: encodes a prompt for every crop of Mask Margin Crop and stacks them "
             "into one CONDITIONING whose batch matches the crops, so ONE sampler call inpaints each crop with its "
             "own prompt (ComfyUI only repeats a conditioning that is smaller than the batch). One line per region, "
-            "in crop order (the numbers on Mask Margin Crop's preview); `label: text` lines give every region with "
-            "that detection label a prompt; `-` leaves a region untouched.",
+            "in crop order (the numbers on Mask Margin Crop's preview; for a tracked video, one line per track: line "
+            "1 is track 0 in every frame); `label: text` lines give every region with that detection label a "
+            "prompt; `-` leaves a region untouched.",
             inputs=[
                 io.Clip.Input("clip", tooltip="The checkpoint's CLIP (Load Checkpoint's CLIP output)."),
                 StitchType.Input(
@@ -107,7 +108,9 @@ class RegionPrompts(io.ComfyNode):
         if clip is None:
             raise RuntimeError("MaskMargin: Region Prompts needs a CLIP: the checkpoint has no text encoder")
         labels = [c.region.label for c in stitch.plan] or [""]  # the placeholder crop: one region, no label
-        assigned = assign_prompts(prompts, labels, default)
+        tracked = any(c.track is not None for c in stitch.plan)  # a video: one line per track, not per crop
+        lines = [c.track for c in stitch.plan] if tracked else None
+        assigned = assign_prompts(prompts, labels, default, lines)
         texts = [p.text if p.text is not None else "" for p in assigned]
         skipped = frozenset(p.index for p in assigned if p.text is None and stitch.plan)
         conditioning = batched_conditioning(clip, texts)

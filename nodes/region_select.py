@@ -130,7 +130,8 @@ def _number(shown: torch.Tensor, chosen: list[ImageDetections]) -> None:
     for b, found in enumerate(chosen):
         for det in found.detections:
             x0, y0 = det.pixel_box(found.width, found.height)[:2]
-            draw_numbers(shown[b : b + 1], [str(k)], [(int(x0 * sx / found.width), int(y0 * sy / found.height))])
+            name = f"t{det.track}" if det.track is not None else str(k)  # a track: the line Region Prompts reads
+            draw_numbers(shown[b : b + 1], [name], [(int(x0 * sx / found.width), int(y0 * sy / found.height))])
             k += 1
 
 

@@ -1,9 +1,10 @@
 """Every example workflow end to end in a real ComfyUI, detailers through a real sampler (random weights).
 
 Load Checkpoint -> ... -> KSampler -> VAE Decode -> Inpaint Stitch -> Save Image with the example's own
-graph; the test only shrinks the working size (256 px) and the steps (3), and saves three more things as
-PNG: the images the crop got, the mask (Mask To Image) and the stitched result. Outside the mask the result
-is bit-identical to the input, inside it changed, for every image of the batch (video frames too).
+graph; the test only shrinks the working size (256 px) and the steps (3), and saves four more things as
+PNG: the images the crop got, the mask it got, Image Mask's own mask and the stitched result. Outside the
+mask the result is bit-identical to the input, inside it changed, for every image of the batch (video frames
+too: the video example's clip has a frame where the face is covered, detailed from the track's prediction).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from detailer_fixtures import checkpoints, sdxl_checkpoint, video_file  # noqa: F401  (fixtures)
 from PIL import Image
 from skimage import data
+from synthetic_video import Motion, video
 from workflow_api import to_api
 
 pytestmark = pytest.mark.comfyui
@@ -28,13 +30,17 @@ STEPS = 3
 SDXL_SKIP = "MASKMARGIN_SKIP_SLOW is set: the SDXL example (a 2.4 GB random SDXL checkpoint) is not run"
 
 
+# the video example's clip: the astronaut's face moving right and growing, hidden by a grey card in one frame
+CLIP = Motion(start=(110.0, 150.0), speed=(9.0, 2.0), bend=0.0, scale=(0.6, 0.7), frames=5)
+CLIP_COVERED = 2
+
+
 @pytest.fixture(scope="module")
 def inputs(comfy):
-    """example.png (the astronaut) and input.mp4 (four frames of her, moving right): the examples' inputs."""
+    """example.png (the astronaut) and input.mp4 (CLIP, with a covered frame): the examples' inputs."""
     astro = data.astronaut()
     Image.fromarray(astro).save(comfy.input_dir / "example.png")
-    small = np.asarray(Image.fromarray(astro).resize((320, 320)))
-    video_file(comfy.input_dir / "input.mp4", [np.roll(small, 8 * i, axis=1) for i in range(4)])
+    video_file(comfy.input_dir / "input.mp4", list(video([CLIP], covered=(CLIP_COVERED,), side=320)))
     return astro
 
 
@@ -56,7 +62,9 @@ def prepared(workflow: dict, info: dict) -> tuple[dict, dict[str, str]]:
         "class_type": "SaveImage",
         "inputs": {"images": [kinds["MaskMarginStitch"], 0], "filename_prefix": "t_out"},
     }
-    return graph, {"in": "9001", "mask": "9003", "out": "9004"}
+    graph["9005"] = {"class_type": "MaskToImage", "inputs": {"mask": [kinds["MaskMarginImageMask"], 0]}}
+    graph["9006"] = {"class_type": "SaveImage", "inputs": {"images": ["9005", 0], "filename_prefix": "t_found"}}
+    return graph, {"in": "9001", "mask": "9003", "out": "9004", "found": "9006"}
 
 
 def saved(comfy, history: dict, node_id: str) -> list[np.ndarray]:
@@ -94,6 +102,10 @@ def test_example_runs_end_to_end(comfy, checkpoints, inputs, path, request):  # 
     graph, ids = prepared(json.loads(path.read_text()), comfy.object_info())
     history = comfy.run(graph, timeout=900)
     check_changed_only_inside(comfy, history, ids, path.stem)
+    if any(n["type"] == "MaskMarginTrackVideo" for n in json.loads(path.read_text())["nodes"]):
+        found = saved(comfy, history, ids["found"])
+        assert len(found) == CLIP.frames and not found[CLIP_COVERED].any(), "the detector misses the covered face"
+        # ... yet that frame was masked and inpainted (checked above): from the track's predicted box
 
 
 def group_photo() -> np.ndarray:

@@ -28,6 +28,7 @@ NODES = [
     "MaskMarginRegionPrompts",
     "MaskMarginToSEGS",
     "MaskMarginFromSEGS",
+    "MaskMarginTrackVideo",
 ]
 
 

@@ -16,6 +16,7 @@ NODE_IDS = [
     "MaskMarginRegionPrompts",
     "MaskMarginToSEGS",
     "MaskMarginFromSEGS",
+    "MaskMarginTrackVideo",
 ]
 
 

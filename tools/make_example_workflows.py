@@ -56,6 +56,10 @@ IO: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {
         [("image", "IMAGE"), ("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
         [("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
     ),
+    "MaskMarginTrackVideo": (
+        [("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS")],
+        [("mask", "MASK"), ("detections", "MASKMARGIN_DETECTIONS"), ("detections_json", "STRING")],
+    ),
     "MaskMarginRegionPrompts": (
         [("clip", "CLIP"), ("stitch", "MASKMARGIN_STITCH")],
         [("positive", "CONDITIONING"), ("stitch", "MASKMARGIN_STITCH"), ("prompts_used", "STRING")],
@@ -97,9 +101,10 @@ def detailer(
     video: bool = False,
     select: list | None = None,
     region_prompts: list | None = None,
+    track: list | None = None,
 ) -> dict:
-    """Image (or video) -> Image Mask -> [Select Regions] -> Mask Margin Crop -> one sampler call -> Inpaint
-    Stitch -> save. With `region_prompts`, Region Prompts gives every crop its own prompt."""
+    """Image (or video) -> Image Mask -> [Track Video] [Select Regions] -> Mask Margin Crop -> one sampler call ->
+    Inpaint Stitch -> save. With `region_prompts`, Region Prompts gives every crop its own prompt."""
     g = Graph(title)
     c = COLUMNS
     if video:
@@ -117,13 +122,19 @@ def detailer(
     g.link(det, 0, im, "detector")
     regions = (im, 0), (im, 1)
     col = 2
+    if track is not None:
+        tr = g.node("MaskMarginTrackVideo", track, (c[col], 0), title="Track Video (steady windows, one id per face)")
+        g.link(*regions[0], tr, "mask")
+        g.link(*regions[1], tr, "detections")
+        regions = (tr, 0), (tr, 1)
+        col += 1
     if select is not None:
-        sel = g.node("MaskMarginSelectRegions", select, (c[2], 0), title="Select Regions (order and choose faces)")
+        sel = g.node("MaskMarginSelectRegions", select, (c[col], 0), title="Select Regions (order and choose faces)")
         g.link(*source, sel, "image")
-        g.link(im, 0, sel, "mask")
-        g.link(im, 1, sel, "detections")
+        g.link(*regions[0], sel, "mask")
+        g.link(*regions[1], sel, "detections")
         regions = (sel, 0), (sel, 1)
-        col = 3
+        col += 1
     cr = g.node("MaskMarginCrop", crop, (c[col], 0))
     g.link(*source, cr, "image")
     g.link(*regions[0], cr, "mask")
@@ -313,6 +324,7 @@ def workflows() -> dict[str, dict]:
             prompt=face,
             sampler=ksampler_sd15[:6] + [0.35],
             video=True,
+            track=[8, 2, 4.0],
         ),
         "face_detailer_region_prompts": detailer(
             title="A prompt per face, faces left to right (SD1.5)",
