@@ -151,6 +151,7 @@ def test_pack_imports_into_comfyui_fast_without_heavy_libraries_or_network():
     assert found["extra"]["nodes"] == [
         "MaskMarginDetectorLoader",
         "MaskMarginImageMask",
+        "MaskMarginTrackVideo",
         "MaskMarginSelectRegions",
         "MaskMarginCrop",
         "MaskMarginStitch",
@@ -183,6 +184,6 @@ def test_the_pack_never_imports_comfyuis_server_and_registers_no_routes_without_
         ]
     )
     found = run_probe(comfyui_python_from_env(), script, comfyui)
-    assert found["extra"] == {"before": False, "server": False, "routes": True, "nodes": 8}
+    assert found["extra"] == {"before": False, "server": False, "routes": True, "nodes": 9}
     assert found["network"] == [] and found["heavy"] == []
     assert found["seconds"] < LIMIT_SECONDS, f"pack import took {found['seconds']:.3f} s"
