@@ -326,7 +326,7 @@ def steady_masks(
     source = masks.detach().to("cpu", torch.float32).contiguous()
 
     def regions_of(f: int) -> dict[int, Region]:  # each detection's own pixels, fade band included
-        return {r.detection: r for r in find_regions(source[f], found[f]) if r.detection is not None}
+        return {r.detection: r for r in find_regions(source[f], found[f], orphans=False) if r.detection is not None}
 
     owned = each(regions_of, range(source.shape[0]))
     todo: list[list[tuple[Region, int, Affine]]] = [[] for _ in found]  # per frame: (region, its frame, move)

@@ -122,3 +122,42 @@ def test_scattered_faces_are_labelled_in_windows_of_their_own():
         mask[y0:y1, x0:x1] = 1
     assert sorted(occupied_windows(mask)) == sorted(boxes)
     assert occupied_windows(np.zeros((50, 50), np.float32)) == []
+
+
+def test_detections_parts_found_around_their_boxes_equal_the_whole_frame_pass():
+    """orphans=False reads only around the detections' boxes: the same regions (boxes, owned pixels, labels,
+    detections, order) as the whole-frame pass without its orphans, on blobs reaching far beyond their boxes
+    (an L wrapping round another box, a ring), parts shared by two boxes, boxes on and off the frame's edge,
+    boxes on nothing, and a mask covering the whole frame."""
+    from maskmargin.regions import closed_window
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        h, w = int(rng.integers(30, 220)), int(rng.integers(30, 220))
+        on = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, 10))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            on[y : y + int(rng.integers(1, 40)), x : x + int(rng.integers(1, 40))] = rng.uniform(0.01, 1)
+        if trial % 6 == 0:  # thin snakes: parts that leave every box by a one-pixel path
+            on[rng.integers(0, h), :] = 0.3
+            on[:, rng.integers(0, w)] = 0.3
+        if trial == 6:
+            on[:] = 1
+        dets = []
+        for _ in range(int(rng.integers(0, 5))):
+            x0, y0 = rng.uniform(-20, w), rng.uniform(-20, h)
+            dets.append(Detection((x0, y0, x0 + rng.uniform(1, 60), y0 + rng.uniform(1, 60)), 0.9, "face"))
+        found = ImageDetections(w, h, tuple(dets))
+        mask = torch.from_numpy(on)
+        near = find_regions(mask, found, orphans=False)
+        whole = [r for r in find_regions(mask, found) if r.detection is not None]
+        assert [(r.box, r.label, r.detection) for r in near] == [(r.box, r.label, r.detection) for r in whole]
+        assert all(np.array_equal(a.owned, b.owned) for a, b in zip(near, whole))
+        for det in dets:
+            box = det.pixel_box(w, h)
+            if box[2] > box[0] and box[3] > box[1]:
+                x0, y0, x1, y1 = closed_window(on, box)
+                ring = np.pad(np.ones((y1 - y0, x1 - x0), bool), 1) & ~np.pad(np.ones((y1 - y0, x1 - x0), bool), 1)
+                padded = np.pad(on, 1)[y0 : y1 + 2, x0 : x1 + 2]
+                assert x0 <= box[0] and y0 <= box[1] and x1 >= box[2] and y1 >= box[3]
+                assert not (padded[ring] > 0).any(), "nothing masked on the ring just outside the window"
