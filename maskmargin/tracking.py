@@ -328,7 +328,13 @@ def steady_masks(
     def regions_of(f: int) -> dict[int, Region]:  # each detection's own pixels, fade band included
         return {r.detection: r for r in find_regions(source[f], found[f], orphans=False) if r.detection is not None}
 
-    owned = each(regions_of, range(source.shape[0]))
+    frames = source.shape[0]
+
+    def stage(before: int) -> Progress | None:  # progress (and interruption) over both passes, 2 steps a frame
+        report = progress
+        return None if report is None else lambda done, _: report(before + done, 2 * frames)
+
+    owned = each(regions_of, range(frames), stage(0))
     todo: list[list[tuple[Region, int, Affine]]] = [[] for _ in found]  # per frame: (region, its frame, move)
     for track in tracks:
         for (frame, box), (near, j) in zip(zip(track.frames(), track.boxes), _nearest_seen(track.seen)):
@@ -344,7 +350,7 @@ def steady_masks(
             values = np.where(region.owned, source[g, y0:y1, x0:x1].numpy(), np.float32(0.0))
             _paste(out[f].numpy(), values, (x0, y0), a)
 
-    each(build, range(source.shape[0]), progress)
+    each(build, range(frames), stage(frames))
     return out
 
 

@@ -233,3 +233,61 @@ def test_moved_masks_keep_no_value_below_one_8_bit_level(one_face):
     _, _, tracked = one_face
     on = tracked.masks[tracked.masks > 0]
     assert on.min() >= 1 / 255, "an 8-bit view of the mask (a saved PNG) shows every pixel the stitch may change"
+
+
+def moving_square(frames: int, side: int = 720) -> tuple[torch.Tensor, list[ImageDetections]]:
+    """A long clip of a masked square drifting right: frames x side x side masks and their detections."""
+    masks = torch.zeros(frames, side, side)
+    found = []
+    for t in range(frames):
+        x0 = 100.0 + 2.0 * t
+        masks[t, 200:280, int(x0) : int(x0) + 80] = 1.0
+        found.append(ImageDetections(side, side, (Detection((x0, 200.0, x0 + 80, 280.0), 0.9, "face"),)))
+    return masks, found
+
+
+def test_interruption_stops_the_clip_and_progress_counts_both_passes():
+    masks, found = moving_square(40, 200)
+    calls: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total))
+
+    track_video(masks, found, TrackSettings(), progress)
+    assert calls[-1] == (80, 80) and all(total == 80 for _, total in calls), "two steps a frame"
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls), "in order"
+
+    class Interrupted(Exception):
+        pass
+
+    for stop_at in (5, 45):  # in the first pass (finding the parts), in the second (building the frames)
+        seen: list[int] = []
+
+        def stopping(done: int, total: int, stop_at: int = stop_at, seen: list[int] = seen) -> None:
+            seen.append(done)
+            if done >= stop_at:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            track_video(masks, found, TrackSettings(), stopping)
+        if stop_at <= 40:
+            assert max(seen) <= 40, "stopped in the first pass: no frame was built"
+
+
+def test_memory_above_the_inputs_is_the_output_and_little_more():
+    """A long clip at 720 px: what Track Video allocates at its peak (numpy and torch CPU buffers, traced) is
+    the output masks plus under 10% of them: nothing per frame is the whole frame, nothing is held per frame."""
+    import tracemalloc
+
+    masks, found = moving_square(120)
+    output = masks.numel() * 4
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = track_video(masks, found, TrackSettings())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"\nTrack Video peak: {peak / output:.3f}x the output ({peak / 2**20:.1f} MiB for 120 frames of 720 px)")
+    assert output <= peak < 1.1 * output, "the output is traced, and little beside it"
+    assert float(result.masks[60, 240, 100 + 2 * 60 + 40]) == 1.0, "the square moved with its track"
