@@ -28,6 +28,7 @@ UP_TO_CROP = {
     "LoadImage",
     "MaskMarginDetectorLoader",
     "MaskMarginImageMask",
+    "MaskMarginTrackVideo",
     "MaskMarginSelectRegions",
     "MaskMarginCrop",
 }
