@@ -324,33 +324,31 @@ def steady_masks(
     """[B, H, W] masks holding each track's part of `masks`, moved from its detected box to its smoothed one
     (see the module's notes); a new tensor on the CPU, `masks` is not modified."""
     source = masks.detach().to("cpu", torch.float32).contiguous()
-
-    def regions_of(f: int) -> dict[int, Region]:  # each detection's own pixels, fade band included
-        return {r.detection: r for r in find_regions(source[f], found[f], orphans=False) if r.detection is not None}
-
-    frames = source.shape[0]
-
-    def stage(before: int) -> Progress | None:  # progress (and interruption) over both passes, 2 steps a frame
-        report = progress
-        return None if report is None else lambda done, _: report(before + done, 2 * frames)
-
-    owned = each(regions_of, range(frames), stage(0))
-    todo: list[list[tuple[Region, int, Affine]]] = [[] for _ in found]  # per frame: (region, its frame, move)
+    todo: list[list[tuple[int, int, Box]]] = [[] for _ in found]  # per frame: (frame seen, detection, box)
     for track in tracks:
         for (frame, box), (near, j) in zip(zip(track.frames(), track.boxes), _nearest_seen(track.seen)):
-            g = track.first + near
-            region = owned[g].get(j)
-            if region is not None:  # None: the detection owned no pixel of the mask
-                todo[frame].append((region, g, _affine(_drawn(found[g].detections[j].box), box)))
+            todo[frame].append((track.first + near, j, box))
+    parts: dict[int, dict[int, Region]] = {}  # per frame seen: each detection's own pixels, fade band included
+
+    def parts_of(g: int) -> dict[int, Region]:  # two workers may find the same frame's: the same result
+        if g not in parts:
+            parts[g] = {
+                r.detection: r for r in find_regions(source[g], found[g], orphans=False) if r.detection is not None
+            }
+        return parts[g]
+
     out = buffers.zeros(tuple(source.shape), "cpu")
 
-    def build(f: int) -> None:
-        for region, g, a in todo[f]:
+    def build(f: int) -> None:  # a frame's parts found and moved at once, while its mask is in the cache
+        for g, j, box in todo[f]:
+            region = parts_of(g).get(j)
+            if region is None:  # the detection owned no pixel of the mask
+                continue
             x0, y0, x1, y1 = region.box
             values = np.where(region.owned, source[g, y0:y1, x0:x1].numpy(), np.float32(0.0))
-            _paste(out[f].numpy(), values, (x0, y0), a)
+            _paste(out[f].numpy(), values, (x0, y0), _affine(_drawn(found[g].detections[j].box), box))
 
-    each(build, range(frames), stage(frames))
+    each(build, range(source.shape[0]), progress)
     return out
 
 

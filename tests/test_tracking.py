@@ -246,32 +246,25 @@ def moving_square(frames: int, side: int = 720) -> tuple[torch.Tensor, list[Imag
     return masks, found
 
 
-def test_interruption_stops_the_clip_and_progress_counts_both_passes():
-    masks, found = moving_square(40, 200)
+def test_progress_counts_frames_and_interruption_stops_the_clip():
+    masks, found = moving_square(40)
     calls: list[tuple[int, int]] = []
-
-    def progress(done: int, total: int) -> None:
-        calls.append((done, total))
-
-    track_video(masks, found, TrackSettings(), progress)
-    assert calls[-1] == (80, 80) and all(total == 80 for _, total in calls), "two steps a frame"
+    track_video(masks, found, TrackSettings(), lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (40, 40) and all(total == 40 for _, total in calls)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls), "in order"
 
     class Interrupted(Exception):
         pass
 
-    for stop_at in (5, 45):  # in the first pass (finding the parts), in the second (building the frames)
-        seen: list[int] = []
+    built: list[int] = []
 
-        def stopping(done: int, total: int, stop_at: int = stop_at, seen: list[int] = seen) -> None:
-            seen.append(done)
-            if done >= stop_at:
-                raise Interrupted
+    def stop(done: int, total: int) -> None:
+        built.append(done)
+        raise Interrupted
 
-        with pytest.raises(Interrupted):
-            track_video(masks, found, TrackSettings(), stopping)
-        if stop_at <= 40:
-            assert max(seen) <= 40, "stopped in the first pass: no frame was built"
+    with pytest.raises(Interrupted):
+        track_video(masks, found, TrackSettings(), stop)
+    assert built == [built[0]] and built[0] < 40, "the first report raised and no further frames started"
 
 
 def test_memory_above_the_inputs_is_the_output_and_little_more():
