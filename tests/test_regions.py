@@ -69,6 +69,17 @@ def _whole_frame_parts(on: np.ndarray) -> list[tuple[tuple[int, int, int, int], 
     return [(box, pixels) for _, box, pixels in sorted(out, key=lambda part: part[0])]
 
 
+def random_blobs(rng: np.random.Generator, low: int, high: int, most: int, size: int) -> np.ndarray:
+    """A float mask of a random size from low to high each way holding 1 to most - 1 random rectangles of up
+    to size - 1 pixels each way at random levels (overlapping, cut by the borders)."""
+    h, w = int(rng.integers(low, high)), int(rng.integers(low, high))
+    on = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(1, most))):
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        on[y : y + int(rng.integers(1, size)), x : x + int(rng.integers(1, size))] = rng.uniform(0.01, 1)
+    return on
+
+
 def test_labelling_window_by_window_equals_labelling_the_whole_frame():
     """Parts found per occupied window: the same boxes, pixels and raster order as one whole-frame pass,
     on scattered blobs, blobs whose rows and columns overlap (no cut separates them), diagonal touches
@@ -77,11 +88,8 @@ def test_labelling_window_by_window_equals_labelling_the_whole_frame():
 
     rng = np.random.default_rng(7)
     for trial in range(40):
-        h, w = int(rng.integers(20, 200)), int(rng.integers(20, 200))
-        on = np.zeros((h, w), np.float32)
-        for _ in range(int(rng.integers(1, 12))):
-            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
-            on[y : y + int(rng.integers(1, 30)), x : x + int(rng.integers(1, 30))] = rng.uniform(0.01, 1)
+        on = random_blobs(rng, 20, 200, 12, 30)
+        h, w = on.shape
         on[rng.random((h, w)) > 0.995] = 0.5  # specks
         if trial % 5 == 0:  # an L whose bounding box holds another blob: only labelling can split them
             on = np.zeros((80, 90), np.float32)
@@ -126,18 +134,15 @@ def test_scattered_faces_are_labelled_in_windows_of_their_own():
 
 def test_detections_parts_found_around_their_boxes_equal_the_whole_frame_pass():
     """orphans=False reads only around the detections' boxes: the same regions (boxes, owned pixels, labels,
-    detections, order) as the whole-frame pass without its orphans, on blobs reaching far beyond their boxes
-    (an L wrapping round another box, a ring), parts shared by two boxes, boxes on and off the frame's edge,
-    boxes on nothing, and a mask covering the whole frame."""
+    detections, order) as the whole-frame pass without its orphans, on blobs reaching beyond their boxes, thin
+    lines crossing the frame (parts that leave every box by a one-pixel path), parts shared by two boxes,
+    boxes on and off the frame's edge, boxes on nothing, and a mask covering the whole frame."""
     from maskmargin.regions import closed_window
 
     rng = np.random.default_rng(11)
     for trial in range(60):
-        h, w = int(rng.integers(30, 220)), int(rng.integers(30, 220))
-        on = np.zeros((h, w), np.float32)
-        for _ in range(int(rng.integers(1, 10))):
-            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
-            on[y : y + int(rng.integers(1, 40)), x : x + int(rng.integers(1, 40))] = rng.uniform(0.01, 1)
+        on = random_blobs(rng, 30, 220, 10, 40)
+        h, w = on.shape
         if trial % 6 == 0:  # thin snakes: parts that leave every box by a one-pixel path
             on[rng.integers(0, h), :] = 0.3
             on[:, rng.integers(0, w)] = 0.3
