@@ -3,7 +3,7 @@
 The reference outputs (tests/fixtures/mediapipe_reference.json) were made once by
 tools/make_mediapipe_fixtures.py with mp.solutions in a side venv; mediapipe is not installed here.
 At the graphs' own thresholds (0.5 short range, 0.6 full range) boxes, keypoints and the 478 mesh
-landmarks must agree within 0.05 px.
+landmarks must agree within 0.05 px, through LiteRT and through the torch module alike.
 """
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ from mediapipe_images import parity_images
 from maskmargin.backends import mediapipe_graphs as graphs
 from maskmargin.backends.mediapipe_ops import images_to_tensors
 from maskmargin.loader import load_detector
+from maskmargin.tflite import litert
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "mediapipe_reference.json").read_text())
 IMAGES = parity_images()
 TOLERANCE_PX = 0.05
+
+
+@pytest.fixture(autouse=True, params=["litert", "torch"])
+def runtime(request, monkeypatch):
+    """Every parity check on both CPU runtimes of the same graphs (LiteRT, and the torch module)."""
+    monkeypatch.setenv(litert.RUNTIME_VARIABLE, request.param)
+    return request.param
 
 
 def test_the_fixture_images_are_the_ones_the_reference_saw():

@@ -90,8 +90,12 @@ def sample_rois(
     border: str = "zeros",
 ) -> torch.Tensor:
     """[N, 3, h, w] crops (0..255, as the uint8 image MediaPipe warps) of `rois` [N, 5]; ROI i is cut from
-    images[owners[i]]. `border`: "zeros" (BORDER_CONSTANT) or "border" (BORDER_REPLICATE)."""
+    images[owners[i]]. `border`: "zeros" (BORDER_CONSTANT) or "border" (BORDER_REPLICATE). CPU images go
+    through OpenCV's own warpPerspective (what MediaPipe calls; one C call per crop), others through the
+    same arithmetic in torch (`_warp`)."""
     out_h, out_w = size
+    if all(image.device.type == "cpu" for image in images):
+        return _sample_rois_opencv(images, rois, owners, size, border)
     grid = roi_grid(rois.double(), out_h, out_w)
     owners_t = torch.as_tensor(list(owners), dtype=torch.long)
     out = torch.empty(len(owners), 3, out_h, out_w, device=rois.device, dtype=torch.float32)
@@ -104,6 +108,27 @@ def sample_rois(
         else:
             out[picked] = _warp(image[0], grid[picked], border)
     return out
+
+
+def _sample_rois_opencv(
+    images: Sequence[torch.Tensor], rois: torch.Tensor, owners: Sequence[int], size: tuple[int, int], border: str
+) -> torch.Tensor:
+    """`sample_rois` on the CPU: cv2.remap with fixed-point maps (whole pixel + the 32nds as a table index)
+    does `_warp`'s arithmetic bit for bit, whatever OpenCV version is installed (warpPerspective itself
+    changed its rounding in OpenCV 5), in one C call per crop."""
+    import cv2  # installed with ultralytics
+
+    out_h, out_w = size
+    mode = cv2.BORDER_CONSTANT if border == "zeros" else cv2.BORDER_REPLICATE
+    q = np.rint(roi_grid(rois.double(), out_h, out_w).numpy() * 32).astype(np.int32)
+    whole = (q >> 5).astype(np.int16)
+    table = ((q[..., 1] & 31) * 32 + (q[..., 0] & 31)).astype(np.uint16)
+    out = np.empty((len(owners), out_h, out_w, 3), dtype=np.uint8)
+    hwc = [image[0].permute(1, 2, 0).numpy() for image in images]  # views of the caller's HWC arrays
+    for i, owner in enumerate(owners):
+        source = hwc[owner] if hwc[owner].flags.c_contiguous else np.ascontiguousarray(hwc[owner])
+        cv2.remap(source, whole[i], table[i], cv2.INTER_LINEAR, out[i], mode, 0)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
 
 
 def _warp_separable(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:

@@ -8,10 +8,7 @@ which); tensors of other ranks keep the file's layout. Dimension 0 is the batch 
 
 from __future__ import annotations
 
-import os
-import struct
 import threading
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import custom_ops
+from . import custom_ops, litert
 from .schema import Model, Operator, Sparsity, Table, Tensor, read_model
 
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -86,16 +83,18 @@ class TFLiteModule(nn.Module):
             if t.data is not None and t.data.size:
                 self._const[t.index] = self._constant(t)
         self._steps: list[Step] = []
+        self._step_of: dict[int, Step] = {}  # operator index -> its step (folded operators have none)
         self._n_buffers = 0
         self._pad_alias = self._foldable_pads(model)
         reads: list[list[int]] = []
-        for op in model.operators:
+        for k, op in enumerate(model.operators):
             if all(i in self._const or i < 0 for i in op.inputs) and op.op in ("DEQUANTIZE", "DENSIFY"):
                 self._fold(op)
             elif op.op == "PAD" and op.outputs[0] in self._pad_alias:
                 continue  # done by the convolution that reads it
             else:
                 self._steps.append(self._build(op))
+                self._step_of[k] = self._steps[-1]
                 reads.append([self._pad_alias.get(i, (i, None))[0] for i in op.inputs if i >= 0])
         self.input_index = model.inputs
         self.output_index = model.outputs
@@ -111,8 +110,8 @@ class TFLiteModule(nn.Module):
                 self._free[k].append(i)
         self.output_names = [model.tensors[i].name for i in model.outputs]
         self.input_shape = model.tensors[model.inputs[0]].shape
-        self._compiled: dict[str, Callable[[torch.Tensor], list[torch.Tensor]]] = {}
-        self._compile_lock = threading.Lock()
+        self._litert: litert.LiteRTRunner | None = None
+        self._litert_lock = threading.Lock()
 
     def _foldable_pads(self, model: Model) -> dict[int, tuple[int, tuple[int, int]]]:
         """PADs of height and width only, evenly, read only by one VALID convolution: that convolution pads
@@ -498,35 +497,21 @@ class TFLiteModule(nn.Module):
     def _op_dequantize(self, op: Operator) -> Step:
         return self._unary(op, lambda x: x.float())
 
-    def fast(self, image: torch.Tensor) -> list[torch.Tensor]:
-        """`forward`, or with MASKMARGIN_TFLITE_JIT=1 a TorchScript version of the graph made once per device
-        (traced, frozen and, on the CPU, optimized for inference: fused convolutions, no per-step Python).
-        Off by default: TorchScript compiles again for every new batch size (the number of faces varies from
-        image to image), seconds each time on a busy CPU. Falls back to `forward` where scripting fails."""
-        key = str(image.device)
-        runner = self._compiled.get(key)
-        if runner is None:
-            with self._compile_lock:
-                runner = self._compiled.get(key)
-                if runner is None:
-                    runner = self._compiled[key] = self._compile(image)
-        return runner(image)
+    def step_of(self, index: int) -> Step:
+        """The step that runs operator `index` (a PAD folded into its convolution does nothing)."""
+        return self._step_of.get(index, _nothing)
 
-    def _compile(self, example: torch.Tensor) -> Callable[[torch.Tensor], list[torch.Tensor]]:
-        if os.environ.get("MASKMARGIN_TFLITE_JIT", "0").strip() != "1":
-            return self.forward
-        try:
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                example = example[:1].clone()
-                traced = torch.jit.trace(self, example, check_trace=False)
-                frozen = torch.jit.freeze(traced.eval())
-                if example.device.type == "cpu":
-                    frozen = torch.jit.optimize_for_inference(frozen)
-                frozen(example)  # a first run compiles the fused kernels
-            return frozen
-        except Exception:  # an op TorchScript cannot trace: the plain module is just as correct
-            return self.forward
+    def fast(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """`forward`, or on the CPU through LiteRT when it is installed (litert.runtime() says which)."""
+        if image.device.type != "cpu" or litert.runtime() == "torch":
+            return self.forward(image)
+        runner = self._litert
+        if runner is None:
+            with self._litert_lock:
+                runner = self._litert
+                if runner is None:
+                    runner = self._litert = litert.LiteRTRunner(self, self.model.data)
+        return runner.run(image)
 
     # -- running ----------------------------------------------------------------------------------
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -545,9 +530,8 @@ class TFLiteModule(nn.Module):
         return outs
 
 
-def custom_int_options(op: Operator, count: int) -> tuple[int, ...]:
-    """A custom op's options stored as a packed C struct of int32 (Convolution2DTransposeBias)."""
-    return struct.unpack_from(f"<{count}i", op.custom_options, 0)
+def _nothing(env: list) -> None:
+    return None
 
 
 def load(path: str | Path) -> TFLiteModule:

@@ -8,7 +8,7 @@ uint32, relative to where they are stored. Only reading is needed, so this is a 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -146,7 +146,7 @@ class Model:
     operators: list[Operator]
     inputs: list[int]
     outputs: list[int]
-    extras: dict[str, object] = field(default_factory=dict)
+    data: bytes = b""  # the file itself (LiteRT runs it as it is)
 
 
 _SPARSE_VECTOR_TYPES = {1: "<i4", 2: "<u2", 3: "u1"}
@@ -213,4 +213,5 @@ def read_model(data: bytes) -> Model:
         operators=operators,
         inputs=[int(v) for v in graph.vector(1, "<i4")],
         outputs=[int(v) for v in graph.vector(2, "<i4")],
+        data=data,
     )
