@@ -77,8 +77,9 @@ class SsdDetector:
     def run(self, images: Sequence[torch.Tensor], confidence: float) -> list[Detections]:
         size = self.config.anchors.input_size
         rois = [ops.letterbox_roi(int(im.shape[3]), int(im.shape[2])) for im in images]
-        crops = ops.sample_rois(images, torch.tensor(rois, device=self.device), range(len(images)), (size, size))
-        raw_boxes, raw_scores = self.model.fast(crops / 255.0 if self.config.unit_range else crops / 127.5 - 1.0)[:2]
+        roi_t = torch.tensor(rois, device=self.device)
+        crops = ops.sample_rois(images, roi_t, range(len(images)), (size, size), signed=not self.config.unit_range)
+        raw_boxes, raw_scores = self.model.fast(crops)[:2]
         boxes, scores = ops.decode(
             raw_boxes, raw_scores, ops.anchors(self.config.anchors, self.device), size, self.config.num_keypoints
         )
@@ -146,7 +147,7 @@ class FaceMesh:
         if len(owners) == 0:
             return np.zeros((0, 478, 2)), np.zeros(0)
         crops = ops.sample_rois(images, rois, owners, (MESH_SIZE, MESH_SIZE), border="border")
-        outs = self.model.fast(crops / 255.0)
+        outs = self.model.fast(crops)
         n = crops.shape[0]
         points = torch.zeros(n, 478, 2, device=crops.device)
         points[:, :468] = outs[self._mesh].reshape(n, 468, 3)[..., :2]
@@ -182,7 +183,7 @@ class HandLandmarks:
         if len(owners) == 0:
             return np.zeros((0, 21, 2)), np.zeros(0), np.zeros(0)
         crops = ops.sample_rois(images, rois, owners, (HAND_SIZE, HAND_SIZE))
-        outs = self.model.fast(crops / 255.0)
+        outs = self.model.fast(crops)
         n = crops.shape[0]
         points = outs[self._marks].reshape(n, 21, 3)[..., :2] / HAND_SIZE
         pixels = ops.project_points(points, rois.to(points.dtype))
@@ -211,7 +212,7 @@ class Selfie:
             device=self.device,
         )
         crops = ops.sample_rois(images, rois, range(len(images)), (size, size))
-        prob = self.model.fast(crops / 255.0)[0].permute(0, 3, 1, 2)  # [B, 1, 256, 256]
+        prob = self.model.fast(crops)[0].permute(0, 3, 1, 2)  # [B, 1, 256, 256]
         out = []
         for i, im in enumerate(images):
             full = torch.nn.functional.interpolate(

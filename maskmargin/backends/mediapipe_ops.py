@@ -88,14 +88,26 @@ def sample_rois(
     owners: Sequence[int],
     size: tuple[int, int],
     border: str = "zeros",
+    signed: bool = False,
 ) -> torch.Tensor:
-    """[N, 3, h, w] crops (0..255, as the uint8 image MediaPipe warps) of `rois` [N, 5]; ROI i is cut from
-    images[owners[i]]. `border`: "zeros" (BORDER_CONSTANT) or "border" (BORDER_REPLICATE). CPU images go
-    through OpenCV's own warpPerspective (what MediaPipe calls; one C call per crop), others through the
-    same arithmetic in torch (`_warp`)."""
-    out_h, out_w = size
+    """[N, 3, h, w] model inputs cut from `rois` [N, 5] (ROI i from images[owners[i]]), sampled as MediaPipe
+    warps the uint8 image, then scaled to 0..1 (or -1..1 when `signed`). `border`: "zeros" (BORDER_CONSTANT)
+    or "border" (BORDER_REPLICATE). CPU images go through OpenCV and numpy (`_sample_rois_opencv`: no torch
+    thread pool to wait on), others through the same arithmetic in torch (`_warp`)."""
     if all(image.device.type == "cpu" for image in images):
-        return _sample_rois_opencv(images, rois, owners, size, border)
+        return _sample_rois_opencv(images, rois, owners, size, border, signed)
+    return _sample_rois_torch(images, rois, owners, size, border, signed)
+
+
+def _sample_rois_torch(
+    images: Sequence[torch.Tensor],
+    rois: torch.Tensor,
+    owners: Sequence[int],
+    size: tuple[int, int],
+    border: str,
+    signed: bool,
+) -> torch.Tensor:
+    out_h, out_w = size
     grid = roi_grid(rois.double(), out_h, out_w)
     owners_t = torch.as_tensor(list(owners), dtype=torch.long)
     out = torch.empty(len(owners), 3, out_h, out_w, device=rois.device, dtype=torch.float32)
@@ -107,11 +119,16 @@ def sample_rois(
             out[picked] = _warp_separable(image[0], grid[picked[0]], border)
         else:
             out[picked] = _warp(image[0], grid[picked], border)
-    return out
+    return out / 127.5 - 1.0 if signed else out / 255.0
 
 
 def _sample_rois_opencv(
-    images: Sequence[torch.Tensor], rois: torch.Tensor, owners: Sequence[int], size: tuple[int, int], border: str
+    images: Sequence[torch.Tensor],
+    rois: torch.Tensor,
+    owners: Sequence[int],
+    size: tuple[int, int],
+    border: str,
+    signed: bool,
 ) -> torch.Tensor:
     """`sample_rois` on the CPU: cv2.remap with fixed-point maps (whole pixel + the 32nds as a table index)
     does `_warp`'s arithmetic bit for bit, whatever OpenCV version is installed (warpPerspective itself
@@ -128,7 +145,13 @@ def _sample_rois_opencv(
     for i, owner in enumerate(owners):
         source = hwc[owner] if hwc[owner].flags.c_contiguous else np.ascontiguousarray(hwc[owner])
         cv2.remap(source, whole[i], table[i], cv2.INTER_LINEAR, out[i], mode, 0)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+    scaled = out.astype(np.float32)  # the same float32 divisions as the torch path, bit for bit
+    scaled = (
+        np.subtract(np.divide(scaled, 127.5, out=scaled), 1.0, out=scaled)
+        if signed
+        else np.divide(scaled, 255.0, out=scaled)
+    )
+    return torch.from_numpy(scaled).permute(0, 3, 1, 2)
 
 
 def _warp_separable(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
