@@ -54,12 +54,12 @@ def landmarks_to_transform_matrix(module: TFLiteModule, op: Operator) -> Step:
         d = marks[:, right] - marks[:, left]
         rotation = target - torch.atan2(d[:, 1], d[:, 0])  # [B]
         pts = marks[:, subset.to(marks.device)]  # [B, K, 2]
-        turned = pts @ _rotation(rotation).transpose(-1, -2)
+        turn = _rotation(rotation)
+        back = turn.transpose(-1, -2)  # the turn undone: output frame -> landmark frame
+        turned = pts @ back
         lo, hi = turned.amin(1), turned.amax(1)
         size = hi - lo
-        centre = ((lo + hi) / 2).unsqueeze(-1)
-        centre = (_rotation(-rotation) @ centre).squeeze(-1)  # back to the landmarks' frame
-        back = _rotation(-rotation)  # output frame -> landmark frame
+        centre = (back @ ((lo + hi) / 2).unsqueeze(-1)).squeeze(-1)  # back to the landmarks' frame
         sx = scale_x * size[:, 0] / out_w
         sy = scale_y * size[:, 1] / out_h
         linear = back * torch.stack([sx, sy], -1).unsqueeze(-2)  # columns scaled

@@ -237,7 +237,8 @@ class LiteRTRunner:
                 for got, o in zip(results, stage.outputs, strict=True):
                     got.append(it.get_tensor(o))
             for o, got in zip(stage.outputs, results, strict=True):
-                env[o] = module.from_file_layout(torch.from_numpy(np.concatenate(got)), o)
+                joined = got[0] if len(got) == 1 else np.concatenate(got)  # get_tensor gave a copy already
+                env[o] = module.from_file_layout(torch.from_numpy(joined), o)
         outs = []
         for i in module.output_index:
             y = env[i]
