@@ -88,7 +88,7 @@ def image_mask(
         if preview is not None:
             draw_preview(rgb_tensor(images[one]), masks[one], [image_found], out=preview[one])
 
-    if detector.batches:
+    if detector.runs_batched():
         arrays = to_uint8_rgb(images)
         found = detect_arrays(detector, arrays, settings, progress)
         for i, (array, image_found) in enumerate(zip(arrays, found)):

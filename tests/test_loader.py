@@ -53,4 +53,4 @@ def test_unknown_models_list_the_valid_names(tmp_path):
 def test_detectors_are_loaded_once_and_reused():
     first = load_detector("mediapipe_face_short")
     assert load_detector("runware:35@7") is first  # the AIR id names the same detector
-    assert first.name == "mediapipe_face_short" and first.batches  # MediaPipe graphs run batched in torch
+    assert first.name == "mediapipe_face_short"

@@ -16,9 +16,13 @@ from ..settings import Progress
 class Detector(ABC):
     """A loaded model. `detect` takes an RGB uint8 [H, W, 3] array and returns selected detections."""
 
-    # True when `detect_batch` does a whole batch in one call (YOLO, remote): Image Mask then hands it
-    # the batch; otherwise images go to parallel workers, each calling `detect` (MediaPipe graphs).
+    # True when `detect_batch` does a whole batch in one call (YOLO, remote, MediaPipe graphs in torch):
+    # Image Mask then hands it the batch; otherwise images go to parallel workers, each calling `detect`.
     batches: ClassVar[bool] = False
+
+    def runs_batched(self) -> bool:
+        """Whether Image Mask hands this detector the whole batch now (a backend may decide by device)."""
+        return self.batches
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

@@ -18,7 +18,7 @@ from ..registry import ModelSpec
 from . import mediapipe_files as files
 from . import mediapipe_graphs as graphs
 from .base import Detector, Progress
-from .mediapipe_faces import batched
+from .mediapipe_faces import GraphDetector, batched
 from .mediapipe_ops import as_box, images_to_tensors
 
 HAND_MARGIN = 0.15  # landmarks sit on joints; widen the box to cover the skin around them
@@ -36,10 +36,9 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else graphs.default_device()
 
 
-class HandDetector(Detector):
+class HandDetector(GraphDetector):
     """Hands: palms found by BlazePalm (score = the palm's), boxes from the 21 landmarks of each hand crop."""
 
-    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
@@ -82,10 +81,9 @@ class HandDetector(Detector):
         )
 
 
-class SelfiePersonDetector(Detector):
+class SelfiePersonDetector(GraphDetector):
     """All people as one segmentation region; score = mean foreground probability inside it."""
 
-    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)

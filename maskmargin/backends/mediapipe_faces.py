@@ -18,10 +18,21 @@ from .mediapipe_ops import as_box, images_to_tensors
 CHUNK = 16  # images per forward: bounds memory on big batches and lets progress (and interruption) come in
 
 
-class FaceDetector(Detector):
+class GraphDetector(Detector):
+    """A backend of MediaPipe graphs: one forward per stage for a whole batch where that pays (torch: on a
+    GPU, or on the CPU without LiteRT). LiteRT runs one image at a time on one core, so there the images
+    go to Image Mask's parallel workers instead, a graph call on each core."""
+
+    batches = True
+    device: torch.device
+
+    def runs_batched(self) -> bool:
+        return graphs.forward_batched(self.device)
+
+
+class FaceDetector(GraphDetector):
     """Faces as boxes; `faces_batch()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
 
-    batches = True  # one forward per stage for the whole batch (torch)
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..tflite import litert
 from ..tflite.interpreter import TFLiteModule, load
 from . import mediapipe_ops as ops
 
@@ -40,6 +41,11 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def forward_batched(device: torch.device) -> bool:
+    """Whether the graphs run a batch as one torch forward on `device` (else LiteRT, image by image)."""
+    return device.type != "cpu" or litert.runtime() == "torch"
 
 
 @dataclass

@@ -20,13 +20,12 @@ from ..landmarks import ellipse, outline, shapes_for
 from ..registry import ModelSpec, find_model
 from . import mediapipe_files as files
 from . import mediapipe_graphs as graphs
-from .base import Detector, Progress
-from .mediapipe_faces import FaceDetector, batched
+from .base import Progress
+from .mediapipe_faces import FaceDetector, GraphDetector, batched
 from .mediapipe_ops import as_box, images_to_tensors
 
 
-class MeshDetector(Detector):
-    batches = True  # one forward per stage for the whole batch (torch)
+class MeshDetector(GraphDetector):
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)

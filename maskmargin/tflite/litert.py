@@ -126,7 +126,10 @@ class LiteRTRunner:
 
     def __init__(self, module: TFLiteModule, data: bytes):
         self.module = module
-        self._local = threading.local()  # LiteRT interpreters are not thread-safe: one set per thread
+        # LiteRT interpreters are not thread-safe: each call takes a set of its own, returned after; sets are
+        # kept (building one packs the weights again, ms), as many as calls have run at once
+        self._idle: list[list[Any]] = []
+        self._idle_lock = threading.Lock()
         interpreter = _interpreter_class()
         if interpreter is None:
             raise RuntimeChoiceError(f"ai-edge-litert is not installed: {INSTALL_HINT}")
@@ -198,28 +201,45 @@ class LiteRTRunner:
         content = subgraph_bytes(data, sorted(inside | needed), inputs, outputs)
         return _Stage(content, inputs, outputs, [])
 
-    def _interpreters(self) -> list[Any]:
-        found = getattr(self._local, "interpreters", None)
-        if found is None:
-            cls = _interpreter_class()
-            assert cls is not None
-            found = []
-            for stage in self.stages:
-                if stage.content is None:
-                    found.append(None)
-                    continue
+    def _take(self) -> list[Any]:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop()
+        cls = _interpreter_class()
+        assert cls is not None
+        made = []
+        for stage in self.stages:
+            it = None
+            if stage.content is not None:
                 it = cls(model_content=stage.content, num_threads=threads())
                 it.allocate_tensors()
-                found.append(it)
-            self._local.interpreters = found
-        return found
+            made.append(it)
+        return made
+
+    def _give_back(self, interpreters: list[Any]) -> None:
+        with self._idle_lock:
+            self._idle.append(interpreters)
 
     def run(self, image: torch.Tensor) -> list[torch.Tensor]:
         """`image`: [B, C, H, W] float on the CPU; the outputs in the file's layout, as `forward` gives them."""
         module = self.module
         env: list[torch.Tensor | None] = [None] * len(module.model.tensors)
         env[module.input_index[0]] = image
-        for stage, it in zip(self.stages, self._interpreters(), strict=True):
+        interpreters = self._take()
+        try:
+            self._run_stages(env, interpreters, image.shape[0])
+        finally:
+            self._give_back(interpreters)
+        outs = []
+        for i in module.output_index:
+            y = env[i]
+            assert y is not None
+            outs.append(module.to_file_layout(y, i))
+        return outs
+
+    def _run_stages(self, env: list[torch.Tensor | None], interpreters: list[Any], batch: int) -> None:
+        module = self.module
+        for stage, it in zip(self.stages, interpreters, strict=True):
             if it is None:
                 for step in stage.steps:
                     step(env)
@@ -230,7 +250,7 @@ class LiteRTRunner:
                 assert x is not None
                 feeds.append(np.ascontiguousarray(module.to_file_layout(x, i).float().numpy()))
             results: list[list[np.ndarray]] = [[] for _ in stage.outputs]
-            for b in range(image.shape[0]):
+            for b in range(batch):
                 for i, feed in zip(stage.inputs, feeds, strict=True):
                     it.set_tensor(i, feed[b : b + 1])
                 it.invoke()
@@ -239,9 +259,3 @@ class LiteRTRunner:
             for o, got in zip(stage.outputs, results, strict=True):
                 joined = got[0] if len(got) == 1 else np.concatenate(got)  # get_tensor gave a copy already
                 env[o] = module.from_file_layout(torch.from_numpy(joined), o)
-        outs = []
-        for i in module.output_index:
-            y = env[i]
-            assert y is not None
-            outs.append(module.to_file_layout(y, i))
-        return outs
