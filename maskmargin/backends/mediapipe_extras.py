@@ -39,7 +39,6 @@ def _device(device: str | torch.device | None) -> torch.device:
 class HandDetector(GraphDetector):
     """Hands: palms found by BlazePalm (score = the palm's), boxes from the 21 landmarks of each hand crop."""
 
-
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
         self.device = _device(device)
@@ -83,7 +82,6 @@ class HandDetector(GraphDetector):
 
 class SelfiePersonDetector(GraphDetector):
     """All people as one segmentation region; score = mean foreground probability inside it."""
-
 
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)

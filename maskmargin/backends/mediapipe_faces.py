@@ -33,7 +33,6 @@ class GraphDetector(Detector):
 class FaceDetector(GraphDetector):
     """Faces as boxes; `faces_batch()` also gives BlazeFace's six keypoints (eyes, nose, mouth, ears)."""
 
-
     def __init__(
         self,
         spec: ModelSpec,

@@ -26,7 +26,6 @@ from .mediapipe_ops import as_box, images_to_tensors
 
 
 class MeshDetector(GraphDetector):
-
     def __init__(self, spec: ModelSpec, model_folders: tuple[Path, ...] = (), device: str | torch.device | None = None):
         super().__init__(spec)
         self.shapes = shapes_for(spec.option or "face")
