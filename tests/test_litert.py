@@ -156,13 +156,15 @@ def test_opencv_crops_equal_the_torch_warp_bit_for_bit(border):
         dtype=torch.float64,
     )
     owners = [0, 0, 1, 1, 1]
+    turned = [float(r) != 0 for r in rois[:, 4]]
+    grid = ops.roi_grid(rois, 64, 48)
     for signed in (False, True):
-        cpu = ops._sample_rois_opencv(tensors, rois, owners, (64, 48), border, signed)
-        device = ops._sample_rois_torch(tensors, rois, owners, (64, 48), border, signed)
+        cpu = ops._crops_opencv(tensors, grid, owners, border, signed)
+        device = ops._crops_torch(tensors, grid, turned, owners, border, signed)
         assert cpu.shape == (5, 3, 64, 48) and cpu.dtype == torch.float32
         assert torch.equal(cpu, device)
+        assert torch.equal(ops.sample_rois(tensors, rois, owners, (64, 48), border, signed), cpu)
     assert float(cpu.min()) >= -1.0 and float(cpu.max()) <= 1.0 and float(cpu.min()) < 0
-    grid = ops.roi_grid(rois, 64, 48)
     warped = torch.cat([ops._warp(tensors[o][0], grid[i : i + 1], border) for i, o in enumerate(owners)])
     assert torch.equal(ops._warp_separable(tensors[0][0], grid[0], border), warped[:1])
-    assert torch.equal(ops._sample_rois_opencv(tensors, rois, owners, (64, 48), border, False) * 255.0, warped)
+    assert torch.equal(ops._crops_opencv(tensors, grid, owners, border, False) * 255.0, warped)

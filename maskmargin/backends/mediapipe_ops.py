@@ -92,55 +92,51 @@ def sample_rois(
 ) -> torch.Tensor:
     """[N, 3, h, w] model inputs cut from `rois` [N, 5] (ROI i from images[owners[i]]), sampled as MediaPipe
     warps the uint8 image, then scaled to 0..1 (or -1..1 when `signed`). `border`: "zeros" (BORDER_CONSTANT)
-    or "border" (BORDER_REPLICATE). CPU images go through OpenCV and numpy (`_sample_rois_opencv`: no torch
+    or "border" (BORDER_REPLICATE). CPU images go through OpenCV and numpy (`_crops_opencv`: no torch
     thread pool to wait on), others through the same arithmetic in torch (`_warp`)."""
+    grid = roi_grid(rois.double(), *size)
     if all(image.device.type == "cpu" for image in images):
-        return _sample_rois_opencv(images, rois, owners, size, border, signed)
-    return _sample_rois_torch(images, rois, owners, size, border, signed)
+        return _crops_opencv(images, grid, owners, border, signed)
+    return _crops_torch(images, grid, [float(r) != 0.0 for r in rois[:, 4].tolist()], owners, border, signed)
 
 
-def _sample_rois_torch(
+def _crops_torch(
     images: Sequence[torch.Tensor],
-    rois: torch.Tensor,
+    grid: torch.Tensor,
+    turned: list[bool],
     owners: Sequence[int],
-    size: tuple[int, int],
     border: str,
     signed: bool,
 ) -> torch.Tensor:
-    out_h, out_w = size
-    grid = roi_grid(rois.double(), out_h, out_w)
+    """`sample_rois` on a device: `_warp` for each image's crops (`_warp_separable` for a lone unturned one)."""
+    n, out_h, out_w, _ = grid.shape
     owners_t = torch.as_tensor(list(owners), dtype=torch.long)
-    out = torch.empty(len(owners), 3, out_h, out_w, device=rois.device, dtype=torch.float32)
+    out = torch.empty(n, 3, out_h, out_w, device=grid.device, dtype=torch.float32)
     for k, image in enumerate(images):
-        picked = torch.nonzero(owners_t == k).flatten().to(rois.device)
+        picked = torch.nonzero(owners_t == k).flatten().to(grid.device)
         if not picked.numel():
             continue
-        if len(picked) == 1 and float(rois[picked[0], 4]) == 0.0:  # unturned (letterbox): rows and columns apart
+        if len(picked) == 1 and not turned[int(picked[0])]:  # unturned (letterbox): rows and columns apart
             out[picked] = _warp_separable(image[0], grid[picked[0]], border)
         else:
             out[picked] = _warp(image[0], grid[picked], border)
     return out / 127.5 - 1.0 if signed else out / 255.0
 
 
-def _sample_rois_opencv(
-    images: Sequence[torch.Tensor],
-    rois: torch.Tensor,
-    owners: Sequence[int],
-    size: tuple[int, int],
-    border: str,
-    signed: bool,
+def _crops_opencv(
+    images: Sequence[torch.Tensor], grid: torch.Tensor, owners: Sequence[int], border: str, signed: bool
 ) -> torch.Tensor:
     """`sample_rois` on the CPU: cv2.remap with fixed-point maps (whole pixel + the 32nds as a table index)
     does `_warp`'s arithmetic bit for bit, whatever OpenCV version is installed (warpPerspective itself
     changed its rounding in OpenCV 5), in one C call per crop."""
     import cv2  # installed with ultralytics
 
-    out_h, out_w = size
+    n, out_h, out_w, _ = grid.shape
     mode = cv2.BORDER_CONSTANT if border == "zeros" else cv2.BORDER_REPLICATE
-    q = np.rint(roi_grid(rois.double(), out_h, out_w).numpy() * 32).astype(np.int32)
+    q = np.rint(grid.numpy() * 32).astype(np.int32)
     whole = (q >> 5).astype(np.int16)
     table = ((q[..., 1] & 31) * 32 + (q[..., 0] & 31)).astype(np.uint16)
-    out = np.empty((len(owners), out_h, out_w, 3), dtype=np.uint8)
+    out = np.empty((n, out_h, out_w, 3), dtype=np.uint8)
     hwc = [image[0].permute(1, 2, 0).numpy() for image in images]  # views of the caller's HWC arrays
     for i, owner in enumerate(owners):
         source = hwc[owner] if hwc[owner].flags.c_contiguous else np.ascontiguousarray(hwc[owner])

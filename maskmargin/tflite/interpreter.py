@@ -522,6 +522,10 @@ class TFLiteModule(nn.Module):
             step(env)
             for i in free:
                 env[i] = None
+        return self.outputs_of(env)
+
+    def outputs_of(self, env: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        """The graph's outputs from a finished run's activations, in the file's layout."""
         outs = []
         for i in self.output_index:
             y = env[i]

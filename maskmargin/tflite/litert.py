@@ -230,12 +230,7 @@ class LiteRTRunner:
             self._run_stages(env, interpreters, image.shape[0])
         finally:
             self._give_back(interpreters)
-        outs = []
-        for i in module.output_index:
-            y = env[i]
-            assert y is not None
-            outs.append(module.to_file_layout(y, i))
-        return outs
+        return module.outputs_of(env)
 
     def _run_stages(self, env: list[torch.Tensor | None], interpreters: list[Any], batch: int) -> None:
         module = self.module
