@@ -340,12 +340,15 @@ def test_border_windows_are_the_same_on_both_kernels():
         assert torch.equal(_window_pixels_numpy(m, window), _window_pixels_torch(m, window))
 
 
-def test_a_parallel_copy_of_a_large_frame_is_exact():
-    from maskmargin.buffers import PARALLEL_COPY, copy_of
+def test_a_parallel_copy_of_a_large_batch_is_exact(monkeypatch):
+    from maskmargin import buffers
+    from maskmargin.buffers import copy_of
 
-    big = torch.rand(2, 1200, 1900, 4)  # 36 MB: copied in slabs on the workers
+    monkeypatch.setattr(buffers, "PARALLEL_COPY", 8 << 20)  # as if 36 MB were a video batch's size
+    monkeypatch.setattr(buffers, "SLAB", 1 << 20)
+    big = torch.rand(2, 1200, 1900, 4)  # copied in slabs on the workers
     view = big[..., :3]
-    assert view.numel() * 4 > PARALLEL_COPY
+    assert view.numel() * 4 > buffers.PARALLEL_COPY
     out = copy_of(view)
     assert torch.equal(out, view) and out.is_contiguous() and out.data_ptr() != big.data_ptr()
     flat = big[0, ..., 0]
