@@ -19,7 +19,7 @@ from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .settings import MaskSettings, Progress
 from .tiling import detect_with_tiles
-from .workers import in_order
+from .workers import each, in_order
 
 
 def detect_arrays(
@@ -91,8 +91,8 @@ def image_mask(
     if detector.runs_batched():
         arrays = to_uint8_rgb(images)
         found = detect_arrays(detector, arrays, settings, progress)
-        for i, (array, image_found) in enumerate(zip(arrays, found)):
-            finish(i, array, image_found)
+        # each image's mask and thumbnail on the calling thread and the workers (disjoint output slices)
+        each(lambda i: finish(i, arrays[i], found[i]), range(n))
     else:
         found = _in_parallel(detector, images, settings, progress, finish)
     return MaskResult(masks, found, preview, torch.from_numpy(shown) if shown is not None else None)
