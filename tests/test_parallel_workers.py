@@ -73,8 +73,10 @@ def test_progress_comes_in_image_order_and_a_raise_stops_the_batch(monkeypatch, 
         image_mask(det, batch(12), MaskSettings(), progress=stop_at_two)
     if runtime == "torch":
         assert calls == [2], "images not yet started when the run stopped never start"
-    else:  # two workers: at most twice as many images handed out as there are workers
-        assert calls and set(calls) == {1} and len(calls) <= 4, calls
+    else:
+        # in_order keeps 2 x workers images handed out beyond those yielded: when the second result's
+        # progress raises, images 0-1 are done and at most 2-5 have started; 6-11 never start
+        assert calls and set(calls) == {1} and 2 <= len(calls) <= 6, calls
 
 
 def test_face_and_mesh_models_share_their_graphs():
