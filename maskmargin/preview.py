@@ -146,7 +146,8 @@ def _tint_np(out: np.ndarray, mask: np.ndarray, sample: tuple[np.ndarray, np.nda
         window = out[ys, xs]
         weight = cv2.merge([np.multiply(mask[ys, xs], np.float32(0.45), dtype=np.float32)] * 3)
         mixed = window.astype(np.float32)
-        step = cv2.subtract((*(float(v) for v in TINT * peak), 0.0), mixed)  # tint - image, per channel
+        # tint - image, per channel; a tuple is OpenCV's Scalar, which its type stubs leave out
+        step = cv2.subtract((*(float(v) for v in TINT * peak), 0.0), mixed)  # type: ignore[call-overload]
         cv2.multiply(step, weight, dst=step)
         cv2.add(mixed, step, dst=mixed)
         if out.dtype == np.uint8:
