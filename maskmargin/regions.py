@@ -189,10 +189,13 @@ def find_parts(on: np.ndarray, near: list[Box] | None = None) -> Parts:
     at least those with a pixel in one of these boxes, looking only around them."""
     import cv2  # connected parts in C, a few ms on a 4K frame
 
-    windows = occupied_windows(on) if near is None else _windows_near(on, near)
+    whole = near is None
+    if whole:  # one pass to 0/1 bytes: the scans and the labelling below then read a quarter of the bytes
+        on = np.greater(on, 0).view(np.uint8)
+    windows = occupied_windows(on) if whole else _windows_near(on, near or [])
     labels, found = [], []
     for w, (x0, y0, x1, y1) in enumerate(windows):
-        window = np.greater(on[y0:y1, x0:x1], 0).view(np.uint8)
+        window = on[y0:y1, x0:x1] if whole else np.greater(on[y0:y1, x0:x1], 0).view(np.uint8)
         count, lab = cv2.connectedComponents(window, connectivity=8)  # a third of the time with stats
         if count == 2:  # one part: an occupied window is tight round what it holds
             stats = np.array([[0, 0, 0, 0], [0, 0, x1 - x0, y1 - y0]])
