@@ -158,8 +158,9 @@ def test_opencv_crops_equal_the_torch_warp_bit_for_bit(border):
     owners = [0, 0, 1, 1, 1]
     turned = [float(r) != 0 for r in rois[:, 4]]
     grid = ops.roi_grid(rois, 64, 48)
+    assert np.array_equal(ops.roi_grid(rois.numpy(), 64, 48), grid.numpy()), "numpy's grid is torch's"
     for signed in (False, True):
-        cpu = ops._crops_opencv(tensors, grid, owners, border, signed)
+        cpu = ops._crops_opencv(tensors, grid.numpy(), owners, border, signed)
         device = ops._crops_torch(tensors, grid, turned, owners, border, signed)
         assert cpu.shape == (5, 3, 64, 48) and cpu.dtype == torch.float32
         assert torch.equal(cpu, device)
@@ -167,4 +168,4 @@ def test_opencv_crops_equal_the_torch_warp_bit_for_bit(border):
     assert float(cpu.min()) >= -1.0 and float(cpu.max()) <= 1.0 and float(cpu.min()) < 0
     warped = torch.cat([ops._warp(tensors[o][0], grid[i : i + 1], border) for i, o in enumerate(owners)])
     assert torch.equal(ops._warp_separable(tensors[0][0], grid[0], border), warped[:1])
-    assert torch.equal(ops._crops_opencv(tensors, grid, owners, border, False) * 255.0, warped)
+    assert torch.equal(ops._crops_opencv(tensors, grid.numpy(), owners, border, False) * 255.0, warped)

@@ -86,14 +86,13 @@ class SsdDetector:
         roi_t = torch.tensor(rois, device=self.device)
         crops = ops.sample_rois(images, roi_t, range(len(images)), (size, size), signed=not self.config.unit_range)
         raw_boxes, raw_scores = self.model.fast(crops)[:2]
-        boxes, scores = ops.decode(
-            raw_boxes, raw_scores, ops.anchors(self.config.anchors, self.device), size, self.config.num_keypoints
-        )
+        scores = ops.scores_of(raw_scores)
         keep = scores >= confidence
+        centres = ops.anchors(self.config.anchors, self.device)
         out = []
         k = self.config.num_keypoints
         for i in range(len(images)):
-            b = boxes[i][keep[i]].cpu().numpy()
+            b = ops.decode(raw_boxes[i][keep[i]], centres[keep[i]], size, k).cpu().numpy()
             s = scores[i][keep[i]].cpu().numpy()
             b, s = ops.weighted_nms(b, s, 0.3)
             b = ops.project_letterbox(b, rois[i])

@@ -13,9 +13,12 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+Grid = TypeVar("Grid", torch.Tensor, np.ndarray)
 
 
 def images_to_tensors(images: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
@@ -35,23 +38,27 @@ def letterbox_roi(width: int, height: int) -> tuple[float, float, float, float, 
     return width / 2.0, height / 2.0, side, side, 0.0
 
 
-def roi_grid(rois: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """[N, out_h, out_w, 2] source pixel coordinates (x, y) of every output pixel of each ROI.
+def roi_grid(rois: Grid, out_h: int, out_w: int) -> Grid:
+    """[N, out_h, out_w, 2] source pixel coordinates (x, y) of every output pixel of each ROI [N, 5]: a
+    tensor for a tensor (on its device), a numpy array for a numpy array (the CPU path: numpy's single
+    thread, no torch thread pool to wait on under load); the same float arithmetic, so the same numbers.
 
     Output pixel (u, v) maps to centre + R(rotation) @ ((u / out_w - 0.5) * width, (v / out_h - 0.5) * height):
     the ROI's corners go to the output's corners (0, 0) and (out_w, out_h), as with cv2.boxPoints into
     cv2.getPerspectiveTransform.
     """
-    dev, dt = rois.device, rois.dtype
-    u = torch.arange(out_w, device=dev, dtype=dt) / out_w - 0.5
-    v = torch.arange(out_h, device=dev, dtype=dt) / out_h - 0.5
-    cx, cy, w, h, rot = rois.unbind(-1)
-    c, s = torch.cos(rot)[:, None, None], torch.sin(rot)[:, None, None]
-    du = u[None, None, :] * w[:, None, None]
-    dv = v[None, :, None] * h[:, None, None]
-    x = cx[:, None, None] + c * du - s * dv
-    y = cy[:, None, None] + s * du + c * dv
-    return torch.stack([x, y], -1)
+    steps = [np.arange(n, dtype=np.float64) / n - 0.5 for n in (out_w, out_h)]
+    rot = np.asarray(rois[:, 4].tolist(), dtype=np.float64)  # cos and sin from one library for both kinds
+    turns = [np.cos(rot)[:, None, None], np.sin(rot)[:, None, None], steps[0][None, None, :], steps[1][None, :, None]]
+    if isinstance(rois, torch.Tensor):
+        c, s, u, v = (torch.from_numpy(a).to(rois.device, rois.dtype) for a in turns)
+        stack = torch.stack
+    else:
+        c, s, u, v = (a.astype(rois.dtype) for a in turns)
+        stack = np.stack
+    cx, cy, w, h = (rois[:, i, None, None] for i in range(4))
+    du, dv = u * w, v * h
+    return stack([cx + c * du - s * dv, cy + s * du + c * dv], -1)
 
 
 def _warp(image: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
@@ -94,9 +101,9 @@ def sample_rois(
     warps the uint8 image, then scaled to 0..1 (or -1..1 when `signed`). `border`: "zeros" (BORDER_CONSTANT)
     or "border" (BORDER_REPLICATE). CPU images go through OpenCV and numpy (`_crops_opencv`: no torch
     thread pool to wait on), others through the same arithmetic in torch (`_warp`)."""
-    grid = roi_grid(rois.double(), *size)
     if all(image.device.type == "cpu" for image in images):
-        return _crops_opencv(images, grid, owners, border, signed)
+        return _crops_opencv(images, roi_grid(rois.double().cpu().numpy(), *size), owners, border, signed)
+    grid = roi_grid(rois.double(), *size)
     return _crops_torch(images, grid, [float(r) != 0.0 for r in rois[:, 4].tolist()], owners, border, signed)
 
 
@@ -124,7 +131,7 @@ def _crops_torch(
 
 
 def _crops_opencv(
-    images: Sequence[torch.Tensor], grid: torch.Tensor, owners: Sequence[int], border: str, signed: bool
+    images: Sequence[torch.Tensor], grid: np.ndarray, owners: Sequence[int], border: str, signed: bool
 ) -> torch.Tensor:
     """`sample_rois` on the CPU: cv2.remap with fixed-point maps (whole pixel + the 32nds as a table index)
     does `_warp`'s arithmetic bit for bit, whatever OpenCV version is installed (warpPerspective itself
@@ -133,7 +140,7 @@ def _crops_opencv(
 
     n, out_h, out_w, _ = grid.shape
     mode = cv2.BORDER_CONSTANT if border == "zeros" else cv2.BORDER_REPLICATE
-    q = np.rint(grid.numpy() * 32).astype(np.int32)
+    q = np.rint(grid * 32).astype(np.int32)
     whole = (q >> 5).astype(np.int16)
     table = ((q[..., 1] & 31) * 32 + (q[..., 0] & 31)).astype(np.uint16)
     out = np.empty((n, out_h, out_w, 3), dtype=np.uint8)
@@ -214,21 +221,24 @@ def anchors(options: AnchorOptions, device: torch.device) -> torch.Tensor:
     return found
 
 
-def decode(
-    raw_boxes: torch.Tensor, raw_scores: torch.Tensor, centres: torch.Tensor, scale: float, num_keypoints: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, A, 4 + 2K] raw regressors -> boxes [B, A, 4 + 2K] (x0, y0, x1, y1, then keypoints x, y; 0..1 of
-    the model input), and scores [B, A] (sigmoid of the clipped logit)."""
+def scores_of(raw_scores: torch.Tensor) -> torch.Tensor:
+    """[B, A, 1] raw score logits -> [B, A] scores (sigmoid of the logit clipped to +-100)."""
+    return torch.sigmoid(raw_scores[..., 0].clamp(-100.0, 100.0))
+
+
+def decode(raw_boxes: torch.Tensor, centres: torch.Tensor, scale: float, num_keypoints: int) -> torch.Tensor:
+    """[..., 4 + 2K] raw regressors of anchors with `centres` [..., 2] -> boxes [..., 4 + 2K] (x0, y0, x1, y1,
+    then keypoints x, y; 0..1 of the model input). Given only the anchors that pass the score cut: a few
+    rows instead of thousands, and so no torch thread pool to wait on."""
     raw = raw_boxes / scale
-    cx = raw[..., 0] + centres[:, 0]
-    cy = raw[..., 1] + centres[:, 1]
+    cx = raw[..., 0] + centres[..., 0]
+    cy = raw[..., 1] + centres[..., 1]
     w, h = raw[..., 2], raw[..., 3]
-    kx = raw[..., 4 : 4 + 2 * num_keypoints : 2] + centres[:, 0, None]
-    ky = raw[..., 5 : 5 + 2 * num_keypoints : 2] + centres[:, 1, None]
+    kx = raw[..., 4 : 4 + 2 * num_keypoints : 2] + centres[..., 0, None]
+    ky = raw[..., 5 : 5 + 2 * num_keypoints : 2] + centres[..., 1, None]
     box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
     kps = torch.stack([kx, ky], -1).flatten(-2)
-    scores = torch.sigmoid(raw_scores[..., 0].clamp(-100.0, 100.0))
-    return torch.cat([box, kps], -1), scores
+    return torch.cat([box, kps], -1)
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

@@ -83,14 +83,19 @@ def transform_tensor_bilinear(module: TFLiteModule, op: Operator) -> Step:
     _, in_h, in_w, _ = module.shape(op.inputs[0])
     src, mat_index, dst = op.inputs[0], op.inputs[1], op.outputs[0]
 
+    grids: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}  # the output's pixel centres, made once
+
     def step(env: list) -> None:
         x, m = env[src], env[mat_index]
-        ys, xs = torch.meshgrid(
-            torch.arange(out_h, device=x.device, dtype=x.dtype) + 0.5,
-            torch.arange(out_w, device=x.device, dtype=x.dtype) + 0.5,
-            indexing="ij",
-        )
-        grid = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # [1, P, 2]
+        grid = grids.get((x.device, x.dtype))
+        if grid is None:  # a normal tensor even when made in inference mode: later calls may record autograd
+            with torch.inference_mode(False):
+                ys, xs = torch.meshgrid(
+                    torch.arange(out_h, device=x.device, dtype=x.dtype) + 0.5,
+                    torch.arange(out_w, device=x.device, dtype=x.dtype) + 0.5,
+                    indexing="ij",
+                )
+                grid = grids[(x.device, x.dtype)] = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # [1, P, 2]
         tc = grid @ m[:, :2, :2].transpose(-1, -2) + m[:, None, :2, 3] - 0.5  # [B, P, 2]
         inside = (tc[..., 0] >= 0) & (tc[..., 0] <= in_w - 1) & (tc[..., 1] >= 0) & (tc[..., 1] <= in_h - 1)
         norm = torch.stack([tc[..., 0] * (2.0 / (in_w - 1)) - 1.0, tc[..., 1] * (2.0 / (in_h - 1)) - 1.0], -1)
