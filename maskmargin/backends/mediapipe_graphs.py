@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..resample import resize
 from ..tflite import litert
 from ..tflite.interpreter import TFLiteModule, load
 from . import mediapipe_ops as ops
@@ -217,11 +218,6 @@ class Selfie:
             device=self.device,
         )
         crops = ops.sample_rois(images, rois, range(len(images)), (size, size))
-        prob = self.model.fast(crops)[0].permute(0, 3, 1, 2)  # [B, 1, 256, 256]
-        out = []
-        for i, im in enumerate(images):
-            full = torch.nn.functional.interpolate(
-                prob[i : i + 1], size=tuple(im.shape[2:]), mode="bilinear", align_corners=False
-            )
-            out.append(full[0, 0])
-        return out
+        prob = self.model.fast(crops)[0]  # [B, 256, 256, 1]
+        # back to each image's size as a smooth map (bilinear; OpenCV on the CPU: no thread pool to wait on)
+        return [resize(prob[i, ..., 0], int(im.shape[2]), int(im.shape[3]), smooth=True) for i, im in enumerate(images)]
