@@ -36,6 +36,15 @@ def _rotation(a: float | torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
+def _apply(mat: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """Points [B or 1, P, 2] through [B, 2, 2] matrices (pts @ mat^T), written out elementwise: a batched
+    matmul this small wakes BLAS's thread pool, whose wait costs a scheduler slice on a busy CPU."""
+    x, y = pts[..., 0], pts[..., 1]
+    return torch.stack(
+        [x * mat[:, None, 0, 0] + y * mat[:, None, 0, 1], x * mat[:, None, 1, 0] + y * mat[:, None, 1, 1]], -1
+    )
+
+
 def landmarks_to_transform_matrix(module: TFLiteModule, op: Operator) -> Step:
     """[B, N, 3] landmarks -> [B, 4, 4]: the map from an output grid to the box around a landmark subset,
     turned so that the left/right landmarks lie level (version 2 of the op)."""
@@ -56,14 +65,15 @@ def landmarks_to_transform_matrix(module: TFLiteModule, op: Operator) -> Step:
         pts = marks[:, subset.to(marks.device)]  # [B, K, 2]
         turn = _rotation(rotation)
         back = turn.transpose(-1, -2)  # the turn undone: output frame -> landmark frame
-        turned = pts @ back
+        turned = _apply(turn, pts)  # pts @ back
         lo, hi = turned.amin(1), turned.amax(1)
         size = hi - lo
-        centre = (back @ ((lo + hi) / 2).unsqueeze(-1)).squeeze(-1)  # back to the landmarks' frame
+        centre = _apply(back, ((lo + hi) / 2).unsqueeze(1))[:, 0]  # back to the landmarks' frame
         sx = scale_x * size[:, 0] / out_w
         sy = scale_y * size[:, 1] / out_h
         linear = back * torch.stack([sx, sy], -1).unsqueeze(-2)  # columns scaled
-        shift = centre - (linear @ torch.tensor([out_w / 2.0, out_h / 2.0], device=marks.device))
+        half = torch.tensor([[[out_w / 2.0, out_h / 2.0]]], device=marks.device, dtype=marks.dtype)
+        shift = centre - _apply(linear, half)[:, 0]
         mat = torch.zeros(marks.shape[0], 4, 4, device=marks.device, dtype=marks.dtype)
         mat[:, :2, :2] = linear
         mat[:, :2, 3] = shift
@@ -96,7 +106,7 @@ def transform_tensor_bilinear(module: TFLiteModule, op: Operator) -> Step:
                     indexing="ij",
                 )
                 grid = grids[(x.device, x.dtype)] = torch.stack([xs, ys], -1).reshape(1, -1, 2)  # [1, P, 2]
-        tc = grid @ m[:, :2, :2].transpose(-1, -2) + m[:, None, :2, 3] - 0.5  # [B, P, 2]
+        tc = _apply(m[:, :2, :2], grid) + m[:, None, :2, 3] - 0.5  # [B, P, 2]
         inside = (tc[..., 0] >= 0) & (tc[..., 0] <= in_w - 1) & (tc[..., 1] >= 0) & (tc[..., 1] <= in_h - 1)
         norm = torch.stack([tc[..., 0] * (2.0 / (in_w - 1)) - 1.0, tc[..., 1] * (2.0 / (in_h - 1)) - 1.0], -1)
         out = F.grid_sample(x, norm.view(-1, out_h, out_w, 2), mode="bilinear", align_corners=True)
@@ -113,7 +123,7 @@ def transform_landmarks(module: TFLiteModule, op: Operator) -> Step:
 
     def step(env: list) -> None:
         marks, m = env[src], env[mat_index]
-        xy = marks[..., :2] @ m[:, :2, :2].transpose(-1, -2) + m[:, None, :2, 3]
+        xy = _apply(m[:, :2, :2], marks[..., :2]) + m[:, None, :2, 3]
         env[dst] = torch.cat([xy, marks[..., 2:]], -1) if marks.shape[-1] > 2 else xy
 
     return step
