@@ -298,10 +298,15 @@ def test_float16_and_float64_images_stitch_to_float32(image_dtype, crops_dtype):
     assert torch.equal(out[0][inside], torch.full_like(out[0][inside], 0.5)), "mask 1: the inpainted value"
 
 
-def test_cpu_and_torch_blend_kernels_agree_and_are_exact_at_both_ends():
+@pytest.mark.parametrize("strip", [256 << 10, 11000])
+def test_cpu_and_torch_blend_kernels_agree_and_are_exact_at_both_ends(monkeypatch, strip):
     """Inpaint Stitch's numpy/OpenCV blend (CPU tensors) and its torch lerp (other devices) give the same
-    picture; each keeps unmasked pixels bit for bit and puts the inpainted pixel where the mask is 1."""
+    picture; each keeps unmasked pixels bit for bit and puts the inpainted pixel where the mask is 1.
+    With small strips the CPU blend goes through each box in many strips of rows, the last one shorter."""
+    from maskmargin import stitch
     from maskmargin.buffers import copy_of
+
+    monkeypatch.setattr(stitch, "STRIP_BYTES", strip)
     from maskmargin.stitch import blend_kernel, blend_numpy, blend_torch
 
     mask = faded_boxes(512, 512, [(170, 60, 290, 190), (200, 170, 320, 300), (20, 300, 90, 380)], padding=4, blur=12)
