@@ -19,7 +19,7 @@ from .masks import build_mask
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .settings import MaskSettings, Progress
 from .tiling import detect_with_tiles
-from .workers import each, in_order
+from .workers import each
 
 
 def detect_arrays(
@@ -105,14 +105,15 @@ def _in_parallel(
     progress: Progress | None,
     finish: Callable[[int, np.ndarray, ImageDetections], None],
 ) -> list[ImageDetections]:
-    """Each image converted, detected and finished (mask, thumbnail) by one of a few worker threads.
+    """Each image converted, detected and finished (mask, thumbnail) by the calling thread or one of a
+    few workers (`each`), whichever is free.
 
     MediaPipe's graphs run on one core each and the backends keep a graph per worker, so on two cores
     a batch takes about two thirds of the time of one graph going image by image, conversion and masks
-    included. Results and progress come in image order on this thread, which also stops the workers
-    when `progress` raises (an interrupted run): the images under way finish, the rest never start.
+    included. The calling thread works too rather than handing results on: on a busy CPU a waiting
+    thread is woken late and the workers would idle behind it. `progress` raising (an interrupted run)
+    stops the workers: the images under way finish, the rest never start.
     """
-    n = images.shape[0]
 
     def one(i: int) -> ImageDetections:
         array = to_uint8_rgb(images[i : i + 1])[0]
@@ -120,10 +121,4 @@ def _in_parallel(
         finish(i, array, image_found)
         return image_found
 
-    found: list[ImageDetections] = []
-    with in_order(one, range(n)) as results:
-        for image_found in results:
-            found.append(image_found)
-            if progress is not None:
-                progress(len(found), n)
-    return found
+    return each(one, range(images.shape[0]), progress)
