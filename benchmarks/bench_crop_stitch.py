@@ -9,6 +9,9 @@ Cases (all on real photo content: scikit-image's public-domain astronaut, tiled 
   (yardstick for 512: < 30 ms per image)
 - r1 .. r32: 1 to 32 regions of 150-400 px on one 3840x2160 photo, working size 1024 (growth in regions)
 - f1 .. f64: 1 to 64 frames of 1024x1024, one region each, working size 512 (growth in frames)
+- r1-copy: r1 with a copy of the mask, whose origin Mask Margin Crop cannot know: it reads the whole mask
+  for parts no detection touches (the masks of the other cases come from `build_masks`, as Image Mask's do,
+  and are read only where they can be above 0)
 
 The floor is the work no implementation can skip, written as plainly as numpy and OpenCV allow, one
 region after another: resize each window and its mask to the working size, one fresh output frame,
@@ -51,6 +54,8 @@ for k in REGIONS:
     CASES[f"r{k}"] = dict(width=3840, height=2160, batch=1, regions=k, working=1024, target_ms=None, grid=True)
 for k in FRAMES:
     CASES[f"f{k}"] = dict(width=1024, height=1024, batch=k, regions=1, working=512, target_ms=None)
+# r1 with a mask of unknown origin (a copy): the whole 4K mask is read for parts no detection touches
+CASES["r1-copy"] = dict(CASES["r1"], copied_mask=True)
 MEMORY_CASES = ["4k-1", "4k-8", "b16-512", "b16-1024"]
 
 
@@ -145,7 +150,9 @@ def run_case(name: str, device: str, repeats: int, memory: str | None) -> dict:
         ImageDetections(w, h, tuple(Detection(tuple(map(float, b)), 0.9, "face") for b in boxes_for(case, rng)))
         for _ in range(n)
     ]
-    masks = build_masks(found, 8, 8)
+    masks = build_masks(found, 8, 8)  # as Image Mask makes them: Mask Margin Crop knows where they can be set
+    if case.get("copied_mask"):
+        masks = masks.clone()
     settings = CropSettings(case["working"], case["working"], 32)
     plan = [(c.image, c.window, c.region.box) for c in plan_crops(masks, found, settings)]
     images_np, masks_np = images.numpy(), masks.numpy()

@@ -19,6 +19,7 @@ where each one goes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,6 +29,7 @@ from . import buffers
 from .detection import ImageDetections
 from .errors import InvalidParameter
 from .images import check_image_batch, rgb_tensor
+from .masks import known_support
 from .regions import Box, Region, find_regions, merge
 from .resample import resize, translate
 from .settings import CropSettings, Progress
@@ -88,12 +90,19 @@ def crop_window(box: Box, margin: int, width: int, height: int) -> Box:
     return x0, y0, x0 + cw, y0 + ch
 
 
-def plan_crops(masks: torch.Tensor, detections: list[ImageDetections] | None, settings: CropSettings) -> list[Crop]:
-    """The crops of a batch of [B, H, W] masks, image by image (the images' regions found on worker threads)."""
+def plan_crops(
+    masks: torch.Tensor,
+    detections: list[ImageDetections] | None,
+    settings: CropSettings,
+    support: Sequence[Sequence[Box]] | None = None,
+) -> list[Crop]:
+    """The crops of a batch of [B, H, W] masks, image by image (the images' regions found on worker threads).
+    `support`: per image, rectangles known to hold all of its mask (`masks.known_support`)."""
 
     def regions_of(b: int) -> list[Region]:
         found = detections[b] if detections is not None else None
-        regions = find_regions(masks[b], found, settings.min_region_size)
+        known = support[b] if support is not None else None
+        regions = find_regions(masks[b], found, settings.min_region_size, support=known)
         return _merge_overlapping(regions, settings) if settings.merge_overlapping else regions
 
     plan = []
@@ -244,7 +253,10 @@ def mask_margin_crop(
 ) -> CropResult:
     """Crop every region of every image to settings.width x settings.height. Inputs are not modified."""
     images = check_image_batch(images)
+    support = known_support(masks) if isinstance(masks, torch.Tensor) else None  # of the tensor as given
     masks = check_masks(images, masks)
+    if support is not None and len(support) != masks.shape[0]:
+        support = tuple(support) * masks.shape[0] if len(support) == 1 else None  # one mask for every image
     if detections is not None:
         if len(detections) != images.shape[0]:
             raise InvalidParameter(
@@ -259,7 +271,7 @@ def mask_margin_crop(
             )
     rgb = rgb_tensor(images)
     device = torch.device(device) if device is not None else images.device
-    plan = plan_crops(masks, detections, settings)
+    plan = plan_crops(masks, detections, settings, support)
     n = max(len(plan), 1)
     crops = buffers.empty((n, settings.height, settings.width, 3), device)
     crop_masks = buffers.empty((n, settings.height, settings.width), device)

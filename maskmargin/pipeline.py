@@ -15,7 +15,7 @@ from . import buffers
 from .backends.base import Detector
 from .detection import ImageDetections
 from .images import check_image_batch, encode_mask, rgb_tensor, to_uint8_rgb
-from .masks import build_mask
+from .masks import build_mask, remember_support, tracked
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .settings import MaskSettings, Progress
 from .tiling import detect_with_tiles
@@ -76,7 +76,7 @@ def image_mask(
     images = check_image_batch(images)
     device = device if device is not None else images.device
     n, h, w = images.shape[:3]
-    masks = buffers.empty((n, h, w), device)  # each image's slice is zeroed where its mask is built
+    masks = tracked(buffers.empty, (n, h, w), device)  # each image's slice is zeroed where its mask is built
     shown = thumbnail_buffer(n, h, w, thumbnail_side) if thumbnail_side > 0 else None
     preview = buffers.empty((n, h, w, 3), device) if with_preview else None
 
@@ -95,6 +95,7 @@ def image_mask(
         each(lambda i: finish(i, arrays[i], found[i]), range(n))
     else:
         found = _in_parallel(detector, images, settings, progress, finish)
+    remember_support(masks, found, settings.mask_padding, settings.mask_blur)  # Mask Margin Crop reads less
     return MaskResult(masks, found, preview, torch.from_numpy(shown) if shown is not None else None)
 
 

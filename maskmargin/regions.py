@@ -17,10 +17,14 @@ and each window is labelled on its own. The result is the same as labelling the 
 When only the detections' parts are wanted, the windows are looked for inside rectangles grown from the
 detection boxes until nothing masked lies on their edge (no part leaves them), and the rest of the frame is
 never read: on a video frame a whole-frame pass reads 4-8 MB where a face's part is a few hundred KB.
+The same holds for every part when the mask's support is known (`masks.known_support`: a mask built from
+detections by `build_masks` or Image Mask, unchanged since): only the rectangles that can hold a masked
+pixel are read, and the regions are those a whole-frame read would find.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -211,19 +215,25 @@ def find_parts(on: np.ndarray, near: list[Box] | None = None) -> Parts:
 
 
 def find_regions(
-    mask: torch.Tensor, found: ImageDetections | None = None, min_size: int = 0, orphans: bool = True
+    mask: torch.Tensor,
+    found: ImageDetections | None = None,
+    min_size: int = 0,
+    orphans: bool = True,
+    support: Sequence[Box] | None = None,
 ) -> list[Region]:
     """Regions of one [H, W] mask (per detection in their order, then parts no detection touches; without
     detections, the parts top to bottom); regions whose larger side is below `min_size` are dropped.
     `orphans=False` leaves out the parts no detection touches, and then only the mask around the detections'
-    boxes is read (Track Video, which moves each detection's part, on long clips)."""
+    boxes is read (Track Video, which moves each detection's part, on long clips). `support`: rectangles known
+    to hold every pixel above 0 (`masks.known_support`), so that only they are read; the same regions."""
     on = masked(mask)
+    near = list(support) if support is not None else None
     if found is None:
-        parts = find_parts(on)
+        parts = find_parts(on, near)
         regions = [Region(box, parts.owned(k)) for k, box in enumerate(parts.boxes)]
     else:
         boxes = [d.pixel_box(mask.shape[1], mask.shape[0]) for d in found.detections]
-        parts = find_parts(on, None if orphans else boxes)
+        parts = find_parts(on, near if orphans else boxes)
         regions = _by_detection(parts, found, boxes)
         if not orphans:
             regions = [r for r in regions if r.detection is not None]

@@ -377,3 +377,90 @@ def test_a_sampler_output_of_nan_changes_no_unmasked_pixel():
         out = copy_of(image)
         kernel(out, c, 0, back)
         assert torch.equal(out[0][mask == 0], image[0][mask == 0])
+
+
+def _shape_detection(x0: int, y0: int, size: int) -> Detection:
+    """A detection with its own shape: a disc in a size x size box at (x0, y0)."""
+    yy, xx = np.mgrid[:size, :size]
+    disc = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < (size / 2.2) ** 2
+    return Detection((x0, y0, x0 + size, y0 + size), 0.8, "person", disc, (x0, y0, x0 + size, y0 + size))
+
+
+@pytest.mark.parametrize("padding,blur", [(0, 0), (8, 12), (-6, 4), (20, 0)])
+def test_masks_built_from_detections_are_read_only_where_they_can_be_set(monkeypatch, padding, blur):
+    """build_masks remembers where each image's mask can be above 0; Mask Margin Crop then labels only
+    there and finds exactly the regions a whole-frame read finds (a copy of the masks is read whole)."""
+    from maskmargin import regions
+    from maskmargin.masks import build_masks, known_support
+
+    w, h = 640, 480
+    found = [
+        ImageDetections(w, h, (Detection((100.0, 80.0, 220.0, 200.0), 0.9, "face"), _shape_detection(300, 250, 150))),
+        ImageDetections(w, h, (Detection((-30.0, 400.0, 90.0, 520.0), 0.9, "face"),)),  # past two borders
+        ImageDetections(w, h, ()),
+    ]
+    masks = build_masks(found, padding, blur)
+    support = known_support(masks)
+    assert support is not None and len(support) == 3 and support[2] == ()
+    for b, windows in enumerate(support):  # nothing of the mask lies outside its image's windows
+        outside = torch.ones(h, w, dtype=torch.bool)
+        for x0, y0, x1, y1 in windows:
+            outside[y0:y1, x0:x1] = False
+        assert masks[b].gt(0).any() and not masks[b][outside].any() if windows else not masks[b].any()
+    assert known_support(masks.clone()) is None and known_support(masks[:1]) is None
+
+    reads = []
+    real = regions.find_parts
+    monkeypatch.setattr(regions, "find_parts", lambda on, near=None: reads.append(near) or real(on, near))
+    images = photo(h, w).unsqueeze(0).expand(3, h, w, 3)
+    settings = CropSettings(256, 256, 16)
+    narrow = mask_margin_crop(images, masks, settings, detections=found)
+    assert len(reads) == 3 and all(r is not None for r in reads), "only the support was read"
+    reads.clear()
+    whole = mask_margin_crop(images, masks.clone(), settings, detections=found)
+    assert reads == [None, None, None], "a mask of unknown origin is read whole"
+    assert len(narrow.plan) == len(whole.plan) == 3
+    for a, b in zip(narrow.plan, whole.plan):
+        assert (a.image, a.window, a.region.box, a.region.detection) == (
+            b.image,
+            b.window,
+            b.region.box,
+            b.region.detection,
+        )
+        assert np.array_equal(a.region.owned, b.region.owned)
+    assert torch.equal(narrow.crops, whole.crops) and torch.equal(narrow.crop_masks, whole.crop_masks)
+
+
+def test_a_mask_changed_after_it_was_built_is_read_whole():
+    """A torch operation on the built masks (here a blob painted far from every detection) bumps the
+    tensor's version: the remembered support no longer counts, and the blob becomes a region of its own."""
+    from maskmargin.masks import build_masks, known_support
+
+    found = [ImageDetections(400, 300, (Detection((50.0, 50.0, 120.0, 130.0), 0.9, "face"),))]
+    masks = build_masks(found, 4, 4)
+    assert known_support(masks) is not None
+    masks[0, 200:240, 300:350] = 1.0
+    assert known_support(masks) is None
+    c = mask_margin_crop(photo(300, 400).unsqueeze(0), masks, CropSettings(128, 128, 8), detections=found)
+    assert [(p.region.label, p.region.box) for p in c.plan] == [
+        ("face", c.plan[0].region.box),
+        ("mask", (300, 200, 350, 240)),
+    ]
+
+
+def test_one_built_mask_shared_by_a_batch_and_a_dead_masks_entry_goes():
+    import gc
+
+    from maskmargin import masks as masks_module
+    from maskmargin.masks import build_masks
+
+    found = [ImageDetections(300, 200, (Detection((40.0, 40.0, 100.0, 110.0), 0.9, "face"),))]
+    mask = build_masks(found, 2, 6)
+    images = torch.stack([photo(200, 300), photo(200, 300).flip(1)])
+    c = mask_margin_crop(images, mask, CropSettings(128, 128, 8))
+    assert [p.image for p in c.plan] == [0, 1] and c.plan[0].region.box == c.plan[1].region.box
+    key = id(mask)
+    assert key in masks_module._SUPPORT
+    del mask, c
+    gc.collect()
+    assert key not in masks_module._SUPPORT

@@ -71,3 +71,31 @@ def test_cpu_and_torch_preview_kernels_agree():
         _tint_torch(b, masks[0], (rows, cols), peak)
         diff = (a.float() - b.float()).abs().max()
         assert diff <= (1 if dtype == torch.uint8 else 1e-6) and not torch.equal(a, base)
+
+
+def test_image_masks_remember_where_they_can_be_set_for_the_crop():
+    """Image Mask's masks carry their support (masks.known_support) on both detector paths: the boxes grown
+    by padding and blur, holding every masked pixel; Mask Margin Crop reads only there."""
+    from maskmargin.masks import known_support
+
+    images = torch.rand(2, 64, 64, 3)
+    for batches in (True, False):
+        result = image_mask(Recording(batches=batches), images, MaskSettings(mask_padding=3, mask_blur=5))
+        assert known_support(result.masks) == (((2, 2, 38, 38),), ((2, 2, 38, 38),))
+        outside = result.masks.clone()
+        outside[:, 2:38, 2:38] = 0
+        assert result.masks.gt(0).any() and not outside.any()
+
+
+def test_under_inference_mode_the_masks_still_show_a_change():
+    """ComfyUI runs nodes under inference mode, whose tensors keep no version counter: Image Mask's masks
+    are made as ordinary tensors, so a later in-place change (another node's) still drops their support."""
+    from maskmargin.masks import known_support
+
+    with torch.inference_mode():
+        result = image_mask(
+            Recording(batches=True), torch.rand(1, 64, 64, 3), MaskSettings(mask_padding=0, mask_blur=0)
+        )
+        assert not result.masks.is_inference() and known_support(result.masks) == (((10, 10, 30, 30),),)
+        result.masks[0, 50:60, 50:60] = 1.0
+        assert known_support(result.masks) is None
