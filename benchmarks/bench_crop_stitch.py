@@ -20,10 +20,11 @@ the windows for free (no labelling, no ownership, no clamping). Ours is `mask_ma
 detections, as Image Mask hands them on) + `inpaint_stitch` with the crops as the "inpainted" images
 (the sampler's cost is not ours).
 
-Each case runs in a child process of its own: ours and the floor interleaved, medians of --repeats,
-first quiet, then with busy processes on every core (`contention.background_load`, started and
-stopped by the child). Peak memory is measured in further children, one per side, so that each
-peak is its own (VmHWM above the inputs on the CPU; torch.cuda.max_memory_allocated on a GPU).
+Each case runs in a child process of its own: ours and the floor interleaved, medians of --repeats
+(twice as many under load), first quiet, then with busy processes on every core
+(`contention.background_load`, started and stopped by the child). Peak memory is measured in further
+children, one per side, so that each peak is its own (VmHWM above the inputs on the CPU;
+torch.cuda.max_memory_allocated on a GPU).
 The growth exponent is the least-squares slope of log(time) on log(regions) or log(frames).
 """
 
@@ -182,8 +183,8 @@ def run_case(name: str, device: str, repeats: int, memory: str | None) -> dict:
             out["peak_gpu_mib"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2**20
         return out
     quiet = interleaved({"ours": ours, "floor": bare}, repeats)
-    with background_load() as busy:
-        loaded = interleaved({"ours": ours, "floor": bare}, repeats)
+    with background_load() as busy:  # twice the rounds: under load one round's ratio spreads far wider
+        loaded = interleaved({"ours": ours, "floor": bare}, 2 * repeats)
     return {
         "case": name,
         "crops": len(plan),

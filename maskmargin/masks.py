@@ -286,7 +286,7 @@ def build_masks(
     out = tracked(buffers.zeros, (len(found), h, w), device)
     for b, f in enumerate(found):
         build_mask(f, padding, blur, out=out[b])
-    return remember_support(out, found, padding, blur)
+    return remember_support(out, [support_windows(f, padding, blur) for f in found])
 
 
 # Where masks built here can be above 0, per image, for the masks still alive and unchanged: Mask Margin
@@ -321,9 +321,9 @@ def tracked(make: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         return make(*args)
 
 
-def remember_support(masks: torch.Tensor, found: Sequence[ImageDetections], padding: int, blur: int) -> torch.Tensor:
-    """`masks` ([B, H, W], just built from `found`, made by `tracked`) returned, with where each image's mask
-    can be above 0 remembered for `known_support` while the tensor lives and is not changed in place."""
+def remember_support(masks: torch.Tensor, windows: Sequence[Sequence[Rect]]) -> torch.Tensor:
+    """`masks` ([B, H, W], just made by `tracked`) returned, with `windows` (per image, rectangles holding
+    every pixel above 0) remembered for `known_support` while the tensor lives and is not changed in place."""
     if masks.is_inference():  # no version counter: a change could not be seen
         return masks
     key = id(masks)
@@ -331,17 +331,14 @@ def remember_support(masks: torch.Tensor, found: Sequence[ImageDetections], padd
     def forget(_: weakref.ref[torch.Tensor]) -> None:  # the tensor is gone: its id may be reused
         _SUPPORT.pop(key, None)
 
-    _SUPPORT[key] = (
-        weakref.ref(masks, forget),
-        masks._version,
-        tuple(support_windows(f, padding, blur) for f in found),
-    )
+    _SUPPORT[key] = (weakref.ref(masks, forget), masks._version, tuple(tuple(w) for w in windows))
     return masks
 
 
 def known_support(masks: torch.Tensor) -> tuple[tuple[Rect, ...], ...] | None:
     """Per image, rectangles holding every pixel above 0 of `masks`, when this very tensor was built by
-    `build_masks` or Image Mask and no torch operation has changed it since (its version counter); else None."""
+    `build_masks`, Image Mask or Select Regions and no torch operation has changed it since (its version
+    counter); else None."""
     entry = _SUPPORT.get(id(masks))
     if entry is None or entry[0]() is not masks or masks.is_inference() or entry[1] != masks._version:
         return None

@@ -15,7 +15,7 @@ from . import buffers
 from .backends.base import Detector
 from .detection import ImageDetections
 from .images import check_image_batch, encode_mask, rgb_tensor, to_uint8_rgb
-from .masks import build_mask, remember_support, tracked
+from .masks import build_mask, remember_support, support_windows, tracked
 from .preview import draw_preview, thumbnail_buffer, thumbnails
 from .settings import MaskSettings, Progress
 from .tiling import detect_with_tiles
@@ -95,7 +95,8 @@ def image_mask(
         each(lambda i: finish(i, arrays[i], found[i]), range(n))
     else:
         found = _in_parallel(detector, images, settings, progress, finish)
-    remember_support(masks, found, settings.mask_padding, settings.mask_blur)  # Mask Margin Crop reads less
+    # where the masks can be above 0: Mask Margin Crop reads only there
+    remember_support(masks, [support_windows(f, settings.mask_padding, settings.mask_blur) for f in found])
     return MaskResult(masks, found, preview, torch.from_numpy(shown) if shown is not None else None)
 
 

@@ -15,7 +15,7 @@ import torch
 from .bounds import tight_bounds
 from .buffers import copy_of
 from .detection import ImageDetections
-from .workers import in_order
+from .workers import each
 
 TINT = torch.tensor([1.0, 0.25, 0.1])  # orange-red: visible on skin and on dark backgrounds
 BOX = torch.tensor([0.1, 1.0, 0.3])
@@ -75,7 +75,7 @@ def thumbnail_buffer(n: int, height: int, width: int, max_side: int) -> np.ndarr
 def encode_jpeg(images: torch.Tensor, quality: int = 90) -> list[bytes]:
     """JPEG files of uint8 [B, h, w, 3] RGB images: a twentieth of the time of a PNG for a photo.
 
-    Encoded on several threads: OpenCV lets go of the GIL while it encodes."""
+    Encoded on the calling thread and a few workers (`each`): OpenCV lets go of the GIL while it encodes."""
     import cv2
 
     def one(im: np.ndarray) -> bytes:
@@ -84,8 +84,7 @@ def encode_jpeg(images: torch.Tensor, quality: int = 90) -> list[bytes]:
             raise RuntimeError("OpenCV could not encode a preview as JPEG")
         return data.tobytes()
 
-    with in_order(one, list(images.numpy())) as files:
-        return list(files)
+    return each(one, list(images.numpy()))
 
 
 def _draw(

@@ -20,14 +20,17 @@ Prompts' lines follow). Regions without a track there are kept only when no inde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from . import buffers
 from .detection import Detection, ImageDetections
 from .errors import InvalidParameter
-from .regions import Region, find_regions
+from .masks import known_support, remember_support, tracked
+from .regions import Box, Region, find_regions
 
 ORDERS = (
     "detection order",
@@ -154,9 +157,12 @@ def _track_ranks(
     return {ids[k]: rank for rank, k in enumerate(_pick(standing, selection, labels, scale))}
 
 
-def regions_as_detections(mask: torch.Tensor, found: ImageDetections | None) -> tuple[list[Detection], list[Region]]:
-    """Each region of one [H, W] mask as a detection, with the region itself (same order)."""
-    regions = find_regions(mask, found, 0)
+def regions_as_detections(
+    mask: torch.Tensor, found: ImageDetections | None, support: Sequence[Box] | None = None
+) -> tuple[list[Detection], list[Region]]:
+    """Each region of one [H, W] mask as a detection, with the region itself (same order); `support` as
+    `find_regions` takes it."""
+    regions = find_regions(mask, found, 0, support=support)
     dets = []
     for r in regions:
         if found is not None and r.detection is not None:
@@ -187,10 +193,15 @@ def select_regions(
     labels = _labels(selection.keep_labels)
     scale = max(h, w) if selection.size_unit == "fraction of image" else 1
     founds = [None if detections is None else detections[i if len(detections) == b else 0] for i in range(b)]
-    per_image = [list(zip(*regions_as_detections(masks[i], founds[i]))) for i in range(b)]
+    support = known_support(masks)
+    per_image = [
+        list(zip(*regions_as_detections(masks[i], founds[i], support[i] if support is not None else None)))
+        for i in range(b)
+    ]
     ranks = _track_ranks(per_image, selection, labels, scale)
-    out = torch.zeros_like(masks, dtype=torch.float32)
+    out = tracked(buffers.zeros, (b, h, w), masks.device)
     chosen: list[ImageDetections] = []
+    kept: list[list[Box]] = []
     for i, pairs in enumerate(per_image):
         if ranks is None:
             pairs = [pairs[k] for k in _pick([(d, r.size) for d, r in pairs], selection, labels, scale)]
@@ -200,11 +211,21 @@ def select_regions(
             alone = [p for p in pairs if p[0].track is None] if not selection.keep_index.strip() else []
             alone = [alone[k] for k in _pick([(d, r.size) for d, r in alone], selection, labels, scale)]
             pairs = [(replace(d, track=rank), r) for rank, d, r in numbered] + alone
-        keep = np.zeros((h, w), dtype=bool)
         for _, r in pairs:
-            x0, y0, x1, y1 = r.box
-            keep[y0:y1, x0:x1] |= r.owned
-        out[i] = masks[i].to(torch.float32) * torch.from_numpy(keep).to(masks.device)
+            _paste(out[i], masks[i], r)
+        kept.append([r.box for _, r in pairs])
         found = founds[i]
         chosen.append(ImageDetections(w, h, tuple(d for d, _ in pairs), found.model if found is not None else ""))
-    return out, chosen
+    return remember_support(out, kept), chosen  # the kept regions' boxes hold all of the new masks
+
+
+def _paste(out: torch.Tensor, mask: torch.Tensor, region: Region) -> None:
+    """The mask's values on the pixels `region` owns, into the zeroed [H, W] `out`, only over its box:
+    numpy on the CPU (one thread, no pool to wait on), torch elsewhere."""
+    x0, y0, x1, y1 = region.box
+    target, source = out[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    if target.device.type == "cpu" and source.device.type == "cpu" and source.dtype == torch.float32:
+        np.copyto(target.numpy(), source.numpy(), where=region.owned)
+    else:
+        owned = torch.from_numpy(region.owned).to(target.device)
+        target.copy_(torch.where(owned, source.to(target.device, torch.float32), target))

@@ -106,3 +106,27 @@ def test_index_lists():
         RegionSelection(order="random")
     with pytest.raises(InvalidParameter):
         RegionSelection(min_size=-1)
+
+
+def test_selected_masks_carry_the_kept_regions_boxes_as_their_support(monkeypatch):
+    """Select Regions' masks remember where they can be above 0 (the kept regions' boxes), so Mask Margin
+    Crop reads only there; from built masks Select Regions itself reads only their support too."""
+    from maskmargin import regions
+    from maskmargin.masks import build_masks, known_support
+
+    masks, dets = scene(2)
+    out, chosen = select_regions(masks, dets, RegionSelection(keep_labels="face"))
+    assert known_support(out) == (((148, 8, 172, 32), (8, 8, 72, 72)),) * 2  # in detection order
+    assert torch.equal(out[:, 78:112, 88:122], torch.zeros(2, 34, 34)), "the hand is gone"
+    assert torch.equal(out[:, :, :80], masks[:, :, :80]) and torch.equal(out[:, :, 140:], masks[:, :, 140:])
+
+    reads = []
+    real = regions.find_parts
+    monkeypatch.setattr(regions, "find_parts", lambda on, near=None: reads.append(near) or real(on, near))
+    built = build_masks(dets, 2, 2)
+    again, _ = select_regions(built, dets, RegionSelection(keep_labels="face"))
+    assert len(reads) == 2 and all(r is not None for r in reads), "Select Regions read only the support"
+    reads.clear()
+    images = torch.rand(2, H, W, 3)
+    c = mask_margin_crop(images, again, CropSettings(64, 64, 4), chosen)
+    assert len(reads) == 2 and all(r is not None for r in reads) and len(c.plan) == 4
