@@ -33,6 +33,7 @@ import torch
 from . import buffers
 from .detection import Detection, ImageDetections
 from .errors import InvalidParameter
+from .masks import remember_support, tracked
 from .regions import Region, find_regions
 from .settings import Progress
 from .workers import each
@@ -289,9 +290,10 @@ def _drawn(box: Box) -> Box:
     )
 
 
-def _paste(out: np.ndarray, values: np.ndarray, origin: tuple[int, int], a: Affine) -> None:
+def _paste(out: np.ndarray, values: np.ndarray, origin: tuple[int, int], a: Affine) -> tuple[int, int, int, int] | None:
     """`values` (a patch whose top-left pixel is `origin` in the frame) moved by `a` into `out`, combined with
-    max; bilinear, pixel centres at i + 0.5 (a whole-pixel shift copies the values exactly)."""
+    max; bilinear, pixel centres at i + 0.5 (a whole-pixel shift copies the values exactly). Returns the
+    rectangle of `out` written (None when the patch lands outside the frame)."""
     import cv2  # comes with mediapipe and ultralytics
 
     sx, sy, tx, ty = a
@@ -301,7 +303,7 @@ def _paste(out: np.ndarray, values: np.ndarray, origin: tuple[int, int], a: Affi
     x0, x1 = max(math.floor(sx * ox + tx), 0), min(math.ceil(sx * (ox + pw) + tx), w)
     y0, y1 = max(math.floor(sy * oy + ty), 0), min(math.ceil(sy * (oy + ph) + ty), h)
     if x1 <= x0 or y1 <= y0:
-        return
+        return None
     # for output pixel (i, j) of the window: the patch's point ((x0 + i + 0.5 - tx) / sx - ox - 0.5, ...)
     back = np.array(
         [[1 / sx, 0.0, (x0 + 0.5 - tx) / sx - ox - 0.5], [0.0, 1 / sy, (y0 + 0.5 - ty) / sy - oy - 0.5]],
@@ -316,6 +318,7 @@ def _paste(out: np.ndarray, values: np.ndarray, origin: tuple[int, int], a: Affi
     cv2.threshold(moved, BELOW_FAINTEST, 0.0, cv2.THRESH_TOZERO, dst=moved)
     target = out[y0:y1, x0:x1]
     cv2.max(target, moved, dst=target)
+    return x0, y0, x1, y1
 
 
 def steady_masks(
@@ -337,19 +340,23 @@ def steady_masks(
             }
         return parts[g]
 
-    out = buffers.zeros(tuple(source.shape), "cpu")
+    out = tracked(buffers.zeros, tuple(source.shape), "cpu")
 
-    def build(f: int) -> None:  # a frame's parts found and moved at once, while its mask is in the cache
+    def build(f: int) -> list[tuple[int, int, int, int]]:  # a frame's parts found and moved while in the cache
+        written = []
         for g, j, box in todo[f]:
             region = parts_of(g).get(j)
             if region is None:  # the detection owned no pixel of the mask
                 continue
             x0, y0, x1, y1 = region.box
             values = np.where(region.owned, source[g, y0:y1, x0:x1].numpy(), np.float32(0.0))
-            _paste(out[f].numpy(), values, (x0, y0), _affine(_drawn(found[g].detections[j].box), box))
+            rect = _paste(out[f].numpy(), values, (x0, y0), _affine(_drawn(found[g].detections[j].box), box))
+            if rect is not None:
+                written.append(rect)
+        return written
 
-    each(build, range(source.shape[0]), progress)
-    return out
+    # what each frame's moved parts cover holds all of its new mask: Mask Margin Crop reads only there
+    return remember_support(out, each(build, range(source.shape[0]), progress))
 
 
 def track_video(

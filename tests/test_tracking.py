@@ -284,3 +284,28 @@ def test_memory_above_the_inputs_is_the_output_and_little_more():
     print(f"\nTrack Video peak: {peak / output:.3f}x the output ({peak / 2**20:.1f} MiB for 120 frames of 720 px)")
     assert output <= peak < 1.1 * output, "the output is traced, and little beside it"
     assert float(result.masks[60, 240, 100 + 2 * 60 + 40]) == 1.0, "the square moved with its track"
+
+
+def test_the_moved_masks_carry_where_they_were_pasted(one_face, monkeypatch):
+    """Track Video's masks remember what each frame's moved parts cover (masks.known_support), which holds
+    the whole mask; Mask Margin Crop then reads only there, and the crops equal a whole-frame read's."""
+    from maskmargin import regions
+    from maskmargin.masks import known_support
+
+    images, _, tracked = one_face
+    support = known_support(tracked.masks)
+    assert support is not None and len(support) == images.shape[0]
+    for f, windows in enumerate(support):
+        outside = torch.ones(tracked.masks.shape[1:], dtype=torch.bool)
+        for x0, y0, x1, y1 in windows:
+            outside[y0:y1, x0:x1] = False
+        assert not tracked.masks[f][outside].any()
+    reads = []
+    real = regions.find_parts
+    monkeypatch.setattr(regions, "find_parts", lambda on, near=None: reads.append(near) or real(on, near))
+    settings = CropSettings(256, 256, 16)
+    narrow = mask_margin_crop(images, tracked.masks, settings, tracked.detections)
+    assert reads and all(r is not None for r in reads)
+    whole = mask_margin_crop(images, tracked.masks.clone(), settings, tracked.detections)
+    assert [c.window for c in narrow.plan] == [c.window for c in whole.plan]
+    assert torch.equal(narrow.crops, whole.crops) and torch.equal(narrow.crop_masks, whole.crop_masks)
