@@ -130,3 +130,14 @@ def test_selected_masks_carry_the_kept_regions_boxes_as_their_support(monkeypatc
     images = torch.rand(2, H, W, 3)
     c = mask_margin_crop(images, again, CropSettings(64, 64, 4), chosen)
     assert len(reads) == 2 and all(r is not None for r in reads) and len(c.plan) == 4
+
+
+def test_both_paste_kernels_give_the_same_masks():
+    """Select Regions pastes kept regions in numpy for float32 CPU masks and in torch otherwise (a GPU, or
+    another dtype): the same masks either way."""
+    masks, dets = scene(2)
+    selection = RegionSelection(order="left to right", keep_index="0,2")
+    numpy_out, _ = select_regions(masks, dets, selection)
+    torch_out, _ = select_regions(masks.to(torch.float64), dets, selection)
+    assert torch_out.dtype == torch.float32 and torch.equal(numpy_out, torch_out)
+    assert numpy_out.sum() > 0 and not torch.equal(numpy_out, masks)
