@@ -17,9 +17,9 @@ and each window is labelled on its own. The result is the same as labelling the 
 When only the detections' parts are wanted, the windows are looked for inside rectangles grown from the
 detection boxes until nothing masked lies on their edge (no part leaves them), and the rest of the frame is
 never read: on a video frame a whole-frame pass reads 4-8 MB where a face's part is a few hundred KB.
-The same holds for every part when the mask's support is known (`masks.known_support`: a mask built from
-detections by `build_masks` or Image Mask, unchanged since): only the rectangles that can hold a masked
-pixel are read, and the regions are those a whole-frame read would find.
+The same holds for every part when the mask's support is known (`masks.known_support`: a mask made by
+`build_masks`, Image Mask, Select Regions or Track Video, unchanged since): only the rectangles that can hold
+a masked pixel are read, and the regions are those a whole-frame read would find.
 """
 
 from __future__ import annotations
